@@ -1,0 +1,60 @@
+// Package clientip gives every stormcellar package the same answer to
+// "which client sent this request": the address stored by one of chi's
+// trusted-proxy resolvers (middleware.ClientIPFromXFF,
+// ClientIPFromHeader…) when the application installed one, otherwise the
+// TCP peer. stormcellar never reads X-Forwarded-For or similar headers
+// itself: which proxies to trust is the application's decision, made once,
+// in chi's resolver, which walks the chain right to left and fails closed.
+package clientip
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+
+	chimw "github.com/go-chi/chi/v5/middleware"
+)
+
+// Addr returns the client address of r: chi's resolved client IP if a
+// ClientIPFrom* middleware ran, else the peer address from r.RemoteAddr.
+// IPv4-mapped IPv6 addresses are unmapped and zones removed. The zero Addr
+// means the address is unknown (a resolver failed closed, or RemoteAddr
+// does not parse); callers must treat it as one shared, untrusted client,
+// never as "no limit".
+func Addr(r *http.Request) netip.Addr {
+	if a := chimw.GetClientIPAddr(r.Context()); a.IsValid() {
+		return a.Unmap().WithZone("")
+	}
+	return Peer(r)
+}
+
+// Peer returns the TCP peer address of r, ignoring any resolver.
+func Peer(r *http.Request) netip.Addr {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().WithZone("")
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap().WithZone("")
+}
+
+// Group returns the prefix that counts as one client for limits: the
+// address itself for IPv4, its /64 for IPv6 (a single subscriber usually
+// holds a whole /64 and could otherwise rotate through it). The zero Addr
+// maps to the zero Prefix, one shared bucket.
+func Group(a netip.Addr) netip.Prefix {
+	if !a.IsValid() {
+		return netip.Prefix{}
+	}
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}

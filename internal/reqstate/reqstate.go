@@ -1,0 +1,198 @@
+// Package reqstate holds the per-request state that stormcellar's packages
+// share: the request id, the error-page configuration installed by
+// httperr.Install, and a response writer that records whether the response
+// has been committed or hijacked.
+//
+// The state is created once per request by whichever stormcellar middleware
+// runs first ([Ensure]); every later one reuses it, so the cost (two
+// allocations: the state, which is also the request's context, and the
+// request copy) is paid once however many packages are stacked.
+package reqstate
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync/atomic"
+)
+
+// State is the per-request state. It is created by [Ensure] and found again
+// with [From].
+//
+// A State is a [context.Context]: it wraps the request's context and adds
+// itself as a value, which saves the allocation of a separate value
+// context.
+type State struct {
+	context.Context
+
+	// ID is the request id, set by the request-id middleware or lazily by
+	// the first error written. Only the goroutine serving the request
+	// reads and writes it.
+	ID string
+	// Errors is the httperr configuration for this request (an unexported
+	// type of package httperr), or nil for its defaults.
+	Errors any
+	// Nonce is the CSP nonce of this response, set by
+	// middleware.SecureHeaders and read by safetmpl; "" when none.
+	Nonce string
+	// XSRFToken, set by the XSRF middleware of package cookiesecret,
+	// returns a freshly masked token for a form or header; nil when the
+	// middleware is not installed on this route.
+	XSRFToken func() string
+
+	w Writer
+}
+
+type ctxKey struct{}
+
+// Value implements [context.Context].
+func (s *State) Value(key any) any {
+	if key == (ctxKey{}) {
+		return s
+	}
+	return s.Context.Value(key)
+}
+
+// From returns the state stored in ctx, or nil.
+func From(ctx context.Context) *State {
+	if st, ok := ctx.(*State); ok {
+		return st
+	}
+	st, _ := ctx.Value(ctxKey{}).(*State)
+	return st
+}
+
+// Ensure returns the request's state, creating it when the request has
+// none. When it creates the state it also wraps w in the state's tracking
+// [Writer] and returns the writer and request to pass on; otherwise it
+// returns w and r unchanged.
+func Ensure(w http.ResponseWriter, r *http.Request) (*State, http.ResponseWriter, *http.Request) {
+	if st := From(r.Context()); st != nil {
+		return st, w, r
+	}
+	st := &State{Context: r.Context()}
+	st.w.rw = w
+	return st, &st.w, r.WithContext(st)
+}
+
+// Writer returns the tracking writer created with the state.
+func (s *State) Writer() *Writer { return &s.w }
+
+// RequestID returns the request id, generating and storing one if none is
+// set yet.
+func (s *State) RequestID() string {
+	if s.ID == "" {
+		s.ID = NewID()
+	}
+	return s.ID
+}
+
+// NewID returns a new random request id of 16 lowercase hex digits.
+//
+// Request ids label log records; they are not secrets and do not need a
+// cryptographic generator. math/rand/v2's top-level generator is seeded
+// from the operating system and costs a few nanoseconds.
+func NewID() string {
+	var raw [8]byte
+	v := rand.Uint64()
+	for i := range raw {
+		raw[i] = byte(v >> (8 * i))
+	}
+	var out [16]byte
+	hex.Encode(out[:], raw[:])
+	return string(out[:])
+}
+
+const (
+	flagCommitted = 1 << iota
+	flagHijacked
+)
+
+// Writer wraps the server's [http.ResponseWriter] and records whether the
+// status line has been sent and whether the connection was hijacked. Its
+// state may be read from any goroutine.
+//
+// It implements [http.Flusher], [http.Hijacker], [io.ReaderFrom] and
+// [io.StringWriter] by forwarding to the wrapped writer (through
+// [http.ResponseController], which follows Unwrap chains), and Unwrap so
+// that [http.ResponseController] reaches deadlines and full duplex.
+type Writer struct {
+	rw     http.ResponseWriter
+	flags  atomic.Uint32
+	status atomic.Int32
+}
+
+// Committed reports whether the status line has been sent (or the
+// connection hijacked): after that, a different status cannot be sent.
+func (w *Writer) Committed() bool { return w.flags.Load() != 0 }
+
+// Hijacked reports whether the connection was taken over by the handler.
+func (w *Writer) Hijacked() bool { return w.flags.Load()&flagHijacked != 0 }
+
+// Status returns the status sent, or 0 if none was.
+func (w *Writer) Status() int { return int(w.status.Load()) }
+
+func (w *Writer) commit(code int) {
+	if w.flags.Load()&flagCommitted == 0 {
+		w.status.CompareAndSwap(0, int32(code))
+		w.flags.Or(flagCommitted)
+	}
+}
+
+// Header implements [http.ResponseWriter].
+func (w *Writer) Header() http.Header { return w.rw.Header() }
+
+// WriteHeader implements [http.ResponseWriter]. Informational statuses
+// (1xx other than 101) do not commit the response.
+func (w *Writer) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.commit(code)
+	}
+	w.rw.WriteHeader(code)
+}
+
+// Write implements [http.ResponseWriter].
+func (w *Writer) Write(p []byte) (int, error) {
+	w.commit(http.StatusOK)
+	return w.rw.Write(p)
+}
+
+// WriteString implements [io.StringWriter].
+func (w *Writer) WriteString(s string) (int, error) {
+	w.commit(http.StatusOK)
+	return io.WriteString(w.rw, s)
+}
+
+// ReadFrom implements [io.ReaderFrom], so that the server's sendfile path
+// is kept.
+func (w *Writer) ReadFrom(src io.Reader) (int64, error) {
+	w.commit(http.StatusOK)
+	return io.Copy(w.rw, src)
+}
+
+// Flush implements [http.Flusher]; it does nothing if the wrapped writer
+// cannot flush.
+func (w *Writer) Flush() { _ = w.FlushError() }
+
+// FlushError flushes and reports the error, as [http.ResponseController]
+// expects.
+func (w *Writer) FlushError() error {
+	w.commit(http.StatusOK)
+	return http.NewResponseController(w.rw).Flush()
+}
+
+// Hijack implements [http.Hijacker].
+func (w *Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.rw).Hijack()
+	if err == nil {
+		w.flags.Or(flagHijacked | flagCommitted)
+	}
+	return c, brw, err
+}
+
+// Unwrap returns the wrapped writer, for [http.ResponseController].
+func (w *Writer) Unwrap() http.ResponseWriter { return w.rw }
