@@ -15,22 +15,22 @@ type Kind string
 
 // Kinds used by stormcellar.
 const (
-	KindBadRequest   Kind = "bad_request"   // malformed request
-	KindUnauthorized Kind = "unauthorized"  // authentication missing or failed
-	KindForbidden    Kind = "forbidden"     // authenticated but not allowed
-	KindNotFound     Kind = "not_found"     // no such resource
-	KindMethod       Kind = "method"        // method not allowed
+	KindBadRequest   Kind = "bad_request"    // malformed request
+	KindUnauthorized Kind = "unauthorized"   // authentication missing or failed
+	KindForbidden    Kind = "forbidden"      // authenticated but not allowed
+	KindNotFound     Kind = "not_found"      // no such resource
+	KindMethod       Kind = "method"         // method not allowed
 	KindBodyTooLarge Kind = "body_too_large" // request body over its limit
-	KindURITooLong   Kind = "uri_too_long"  // request target over its limit
-	KindOrigin       Kind = "origin"        // cross-origin request refused
-	KindXSRF         Kind = "xsrf"          // XSRF token missing or wrong
-	KindRateLimit    Kind = "rate_limit"    // client over its request rate
-	KindOverload     Kind = "overload"      // load shed: too much in flight
-	KindTimeout      Kind = "timeout"       // a deadline passed
-	KindCanceled     Kind = "canceled"      // the client went away
-	KindPanic        Kind = "panic"         // a handler panicked
-	KindInternal     Kind = "internal"      // any other server error
-	KindClient       Kind = "client_error"  // any other 4xx
+	KindURITooLong   Kind = "uri_too_long"   // request target over its limit
+	KindOrigin       Kind = "origin"         // cross-origin request refused
+	KindXSRF         Kind = "xsrf"           // XSRF token missing or wrong
+	KindRateLimit    Kind = "rate_limit"     // client over its request rate
+	KindOverload     Kind = "overload"       // load shed: too much in flight
+	KindTimeout      Kind = "timeout"        // a deadline passed
+	KindCanceled     Kind = "canceled"       // the client went away
+	KindPanic        Kind = "panic"          // a handler panicked
+	KindInternal     Kind = "internal"       // any other server error
+	KindClient       Kind = "client_error"   // any other 4xx
 )
 
 // HTTPError is an error with an HTTP status, a message that is safe to show
