@@ -39,8 +39,8 @@ const (
 //
 // The zero value is a 500 with the standard status text.
 type HTTPError struct {
-	// Status is the response status, 400–599. Any other value is answered
-	// with 500, and the log records the invalid status.
+	// Status is the response status, 400–599; zero means 500. Any other
+	// value is answered with 500, and the log records the invalid status.
 	Status int
 	// Message is shown to the client, escaped for the negotiated format,
 	// with control characters replaced and at most 512 bytes kept. If
@@ -181,6 +181,9 @@ func classify(r *http.Request, err error) (he HTTPError, cause error) {
 		return HTTPError{Status: http.StatusInternalServerError, Kind: KindInternal}, ErrNilError
 	case errors.As(err, &target):
 		he = *target
+		if he.Status == 0 {
+			he.Status = http.StatusInternalServerError
+		}
 		if he.Status < 400 || he.Status > 599 {
 			invalid := he.Status
 			he = HTTPError{Status: http.StatusInternalServerError, Kind: KindInternal}

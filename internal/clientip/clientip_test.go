@@ -1,0 +1,69 @@
+package clientip
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+
+	chimw "github.com/go-chi/chi/v5/middleware"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestAddr(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		remote   string
+		xff      string
+		resolver func(http.Handler) http.Handler
+		want     string
+	}{
+		{"peer v4", "203.0.113.9:4711", "", nil, "203.0.113.9"},
+		{"peer v6", "[2001:db8::1%eth0]:443", "", nil, "2001:db8::1"},
+		{"mapped", "[::ffff:198.51.100.2]:80", "", nil, "198.51.100.2"},
+		{"no port", "198.51.100.3", "", nil, "198.51.100.3"},
+		{"garbage", "not an address", "", nil, "invalid IP"},
+		{"spoofed XFF without resolver", "203.0.113.9:1", "1.2.3.4", nil, "203.0.113.9"},
+		{"spoofed XFF from untrusted peer", "203.0.113.9:1", "1.2.3.4", chimw.ClientIPFromXFF("10.0.0.0/8"), "203.0.113.9"},
+		{"XFF from trusted proxy", "10.0.0.5:1", "1.2.3.4", chimw.ClientIPFromXFF("10.0.0.0/8"), "1.2.3.4"},
+		{"XFF chain, rightmost untrusted wins", "10.0.0.5:1", "6.6.6.6, 1.2.3.4", chimw.ClientIPFromXFF("10.0.0.0/8"), "1.2.3.4"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req := httptest.NewRequest("GET", "/", nil)
+			req.RemoteAddr = tc.remote
+			if tc.xff != "" {
+				req.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			var got netip.Addr
+			h := http.Handler(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = Addr(r) }))
+			if tc.resolver != nil {
+				h = tc.resolver(h)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			if got.String() != tc.want {
+				t.Errorf("Addr = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestGroup(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"203.0.113.9":             "203.0.113.9/32",
+		"2001:db8:1:2:aaaa::1":    "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::9999": "2001:db8:1:2::/64",
+	} {
+		if got := Group(netip.MustParseAddr(in)); got.String() != want {
+			t.Errorf("Group(%s) = %s, want %s", in, got, want)
+		}
+	}
+	if Group(netip.Addr{}).IsValid() {
+		t.Error("zero Addr must map to the zero Prefix")
+	}
+}

@@ -1,0 +1,76 @@
+package reqstate
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestEnsureOnce(t *testing.T) {
+	t.Parallel()
+	type key struct{}
+	req := httptest.NewRequest("GET", "/", nil)
+	req = req.WithContext(context.WithValue(req.Context(), key{}, "kept"))
+	st, w, r := Ensure(httptest.NewRecorder(), req)
+	st2, w2, r2 := Ensure(w, r)
+	if st != st2 || w != w2 || r != r2 {
+		t.Fatal("second Ensure made new state")
+	}
+	if From(r.Context()) != st || r.Context().Value(key{}) != "kept" {
+		t.Fatal("context lost the state or the parent's values")
+	}
+	if From(context.WithValue(r.Context(), key{}, "x")) != st {
+		t.Fatal("state not found through a derived context")
+	}
+	if From(context.Background()) != nil {
+		t.Fatal("state found in a bare context")
+	}
+}
+
+func TestWriterTracksCommit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		do        func(w http.ResponseWriter)
+		committed bool
+		status    int
+	}{
+		{"nothing", func(http.ResponseWriter) {}, false, 0},
+		{"header map only", func(w http.ResponseWriter) { w.Header().Set("X", "1") }, false, 0},
+		{"100 continue", func(w http.ResponseWriter) { w.WriteHeader(100) }, false, 0},
+		{"103 early hints", func(w http.ResponseWriter) { w.WriteHeader(103) }, false, 0},
+		{"101 switching", func(w http.ResponseWriter) { w.WriteHeader(101) }, true, 101},
+		{"status", func(w http.ResponseWriter) { w.WriteHeader(204) }, true, 204},
+		{"write", func(w http.ResponseWriter) { _, _ = w.Write([]byte("x")) }, true, 200},
+		{"empty write", func(w http.ResponseWriter) { _, _ = w.Write(nil) }, true, 200},
+		{"flush", func(w http.ResponseWriter) { w.(http.Flusher).Flush() }, true, 200},
+		{"first status wins", func(w http.ResponseWriter) { w.WriteHeader(201); w.WriteHeader(500) }, true, 201},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, w, _ := Ensure(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+			tc.do(w)
+			if st.Writer().Committed() != tc.committed || st.Writer().Status() != tc.status {
+				t.Errorf("committed %v status %d, want %v %d", st.Writer().Committed(), st.Writer().Status(), tc.committed, tc.status)
+			}
+		})
+	}
+}
+
+func TestNewID(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewID()
+		if len(id) != 16 || seen[id] {
+			t.Fatalf("bad or repeated id %q", id)
+		}
+		seen[id] = true
+	}
+}
