@@ -66,13 +66,19 @@ func (DefaultRenderer) Render(dst *bytes.Buffer, _ *http.Request, p Problem) (st
 	return "", nil
 }
 
+// writeInt writes n in decimal without allocating.
+func writeInt(b *bytes.Buffer, n int) {
+	var scratch [20]byte
+	b.Write(strconv.AppendInt(scratch[:0], int64(n), 10))
+}
+
 func renderHTML(b *bytes.Buffer, p Problem) {
 	b.WriteString("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>")
-	b.WriteString(strconv.Itoa(p.Status))
+	writeInt(b, p.Status)
 	b.WriteString(": ")
 	HTMLEscape(b, p.Title)
 	b.WriteString("</title></head><body><h1>")
-	b.WriteString(strconv.Itoa(p.Status))
+	writeInt(b, p.Status)
 	b.WriteString(": ")
 	HTMLEscape(b, p.Title)
 	b.WriteString("</h1>\n")
@@ -93,7 +99,7 @@ func renderHTML(b *bytes.Buffer, p Problem) {
 
 func renderJSON(b *bytes.Buffer, p Problem) {
 	b.WriteString(`{"error":{"status":`)
-	b.WriteString(strconv.Itoa(p.Status))
+	writeInt(b, p.Status)
 	b.WriteString(`,"message":`)
 	JSONString(b, p.Message)
 	b.WriteString(`,"request_id":`)
@@ -106,7 +112,7 @@ func renderJSON(b *bytes.Buffer, p Problem) {
 }
 
 func renderText(b *bytes.Buffer, p Problem) {
-	b.WriteString(strconv.Itoa(p.Status))
+	writeInt(b, p.Status)
 	b.WriteByte(' ')
 	b.WriteString(p.Title)
 	if p.Message != p.Title {

@@ -142,13 +142,23 @@ func send(w http.ResponseWriter, r *http.Request, cfg *config, he *HTTPError, ki
 			h[http.CanonicalHeaderKey(k)] = vs
 		}
 	}
-	h.Set("Content-Type", ct)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+	// One backing array for the values this function sets; each header
+	// gets a full slice expression so that a later Add cannot overwrite
+	// its neighbour.
+	vals := [...]string{ct, "nosniff", "no-store", strconv.Itoa(buf.Len()), "Accept"}
+	v := make([]string, len(vals))
+	copy(v, vals[:])
+	h["Content-Type"] = v[0:1:1]
+	h["X-Content-Type-Options"] = v[1:2:2]
+	h["Cache-Control"] = v[2:3:3]
+	h["Content-Length"] = v[3:4:4]
 	if !varyHasAccept(h) {
-		h.Add("Vary", "Accept")
+		if vary := h["Vary"]; len(vary) > 0 {
+			h["Vary"] = append(vary, "Accept")
+		} else {
+			h["Vary"] = v[4:5:5]
+		}
 	}
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(he.Status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(buf.Bytes())
