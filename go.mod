@@ -1,6 +1,6 @@
 module github.com/stormcellar/stormcellar
 
-go 1.25
+go 1.25.0
 
 require (
 	github.com/aymerick/douceur v0.2.0 // indirect
@@ -18,7 +18,7 @@ require (
 	github.com/zeebo/xxh3 v1.0.2 // indirect
 	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/net v0.26.0 // indirect
-	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/sync v0.22.0
 	golang.org/x/sys v0.30.0 // indirect
 	golang.org/x/text v0.16.0 // indirect
 	golang.org/x/time v0.15.0 // indirect

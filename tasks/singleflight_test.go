@@ -1,0 +1,223 @@
+package tasks_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stormcellar/stormcellar/tasks"
+)
+
+// TestSingleflightSharesOneCall: concurrent callers for one key share one
+// call; another key gets its own.
+func TestSingleflightSharesOneCall(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var g tasks.Singleflight[string, int]
+		var calls atomic.Int64
+		release := make(chan struct{})
+		fn := func(context.Context) (int, error) {
+			calls.Add(1)
+			<-release
+			return 42, nil
+		}
+		type res struct {
+			v      int
+			shared bool
+			err    error
+		}
+		results := make(chan res, 10)
+		for range 10 {
+			go func() {
+				v, shared, err := g.Do(context.Background(), "price:sku-1", fn)
+				results <- res{v, shared, err}
+			}()
+		}
+		synctest.Wait()
+		other, _, _ := func() (int, bool, error) {
+			return g.Do(context.Background(), "price:sku-2", func(context.Context) (int, error) { return 7, nil })
+		}()
+		close(release)
+		for range 10 {
+			r := <-results
+			if r.v != 42 || !r.shared || r.err != nil {
+				t.Fatalf("caller got %+v", r)
+			}
+		}
+		if calls.Load() != 1 || other != 7 {
+			t.Fatalf("fn called %d times for one key (other key: %d)", calls.Load(), other)
+		}
+	})
+}
+
+// TestSingleflightCallerContexts: each caller waits only as long as its own
+// context allows; when the last one gives up, the call is cancelled and
+// forgotten.
+func TestSingleflightCallerContexts(t *testing.T) {
+	t.Parallel()
+	t.Run("one caller gives up, the others get the result", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			var g tasks.Singleflight[string, string]
+			fn := func(ctx context.Context) (string, error) {
+				select {
+				case <-time.After(10 * time.Second):
+					return "fresh", nil
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+			}
+			impatient, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			errc := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, _, err := g.Do(impatient, "k", fn)
+				errc <- err
+			}()
+			synctest.Wait()
+			v, _, err := g.Do(context.Background(), "k", fn)
+			if err != nil || v != "fresh" || time.Since(start) != 10*time.Second {
+				t.Fatalf("patient caller: %q %v after %v", v, err, time.Since(start))
+			}
+			if err := <-errc; !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("impatient caller: %v", err)
+			}
+		})
+	})
+	t.Run("everyone gives up, the call is cancelled and forgotten", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			var g tasks.Singleflight[string, string]
+			cancelled := make(chan struct{})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, _, err := g.Do(ctx, "k", func(ctx context.Context) (string, error) {
+				<-ctx.Done()
+				close(cancelled)
+				return "", ctx.Err()
+			})
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Do: %v", err)
+			}
+			<-cancelled // the abandoned call was told to stop
+			v, shared, err := g.Do(context.Background(), "k", func(context.Context) (string, error) { return "new call", nil })
+			if v != "new call" || shared || err != nil {
+				t.Fatalf("next caller joined the abandoned call: %q %v %v", v, shared, err)
+			}
+		})
+	})
+}
+
+type userKey struct{}
+
+// TestSingleflightDoesNotLeakCallerValues: the shared call cannot see the
+// first caller's context values (identity) nor inherit its deadline.
+func TestSingleflightDoesNotLeakCallerValues(t *testing.T) {
+	t.Parallel()
+	var g tasks.Singleflight[string, string]
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), userKey{}, "alice"), time.Hour)
+	defer cancel()
+	v, _, err := g.Do(ctx, "k", func(ctx context.Context) (string, error) {
+		if u := ctx.Value(userKey{}); u != nil {
+			return "saw user " + u.(string), nil
+		}
+		if _, ok := ctx.Deadline(); ok {
+			return "inherited a deadline", nil
+		}
+		return "anonymous", nil
+	})
+	if err != nil || v != "anonymous" {
+		t.Fatalf("shared call: %q %v", v, err)
+	}
+}
+
+// TestSingleflightPanicAndGoexit: a panic is returned to every caller as a
+// *PanicError and logged once with its stack (x/sync re-panics); a Goexit
+// is an error; the key is usable afterwards.
+func TestSingleflightPanicAndGoexit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		fn   func(context.Context) (int, error)
+		want func(error) bool
+		logs int
+	}{
+		{"panic", func(context.Context) (int, error) { panic("cache fill bug") },
+			func(err error) bool {
+				var pe *tasks.PanicError
+				return errors.As(err, &pe) && pe.Value == "cache fill bug"
+			}, 1},
+		{"runtime.Goexit", func(context.Context) (int, error) { runtime.Goexit(); return 0, nil },
+			func(err error) bool { return errors.Is(err, tasks.ErrGoexit) }, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				logs := &logRecorder{}
+				g := &tasks.Singleflight[string, int]{Logger: slog.New(logs)}
+				release := make(chan struct{})
+				var wg sync.WaitGroup
+				errs := make(chan error, 5)
+				for range 5 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_, _, err := g.Do(context.Background(), "k", func(ctx context.Context) (int, error) {
+							<-release
+							return tt.fn(ctx)
+						})
+						errs <- err
+					}()
+				}
+				synctest.Wait()
+				close(release)
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if !tt.want(err) {
+						t.Fatalf("caller got %v", err)
+					}
+				}
+				recs := logs.find("singleflight call panicked")
+				if len(recs) != tt.logs || (tt.logs == 1 && !strings.Contains(recs[0].Attrs["stack"], "TestSingleflightPanicAndGoexit")) {
+					t.Fatalf("logs:\n%s", logs)
+				}
+				v, _, err := g.Do(context.Background(), "k", func(context.Context) (int, error) { return 1, nil })
+				if v != 1 || err != nil {
+					t.Fatalf("key unusable after the failure: %v %v", v, err)
+				}
+			})
+		})
+	}
+}
+
+// TestSingleflightForget: after Forget, a new caller starts a new call
+// while the old callers still get the old result.
+func TestSingleflightForget(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var g tasks.Singleflight[string, string]
+		release := make(chan struct{})
+		old := make(chan string, 1)
+		go func() {
+			v, _, _ := g.Do(context.Background(), "k", func(context.Context) (string, error) { <-release; return "old", nil })
+			old <- v
+		}()
+		synctest.Wait()
+		g.Forget("k")
+		v, _, _ := g.Do(context.Background(), "k", func(context.Context) (string, error) { return "new", nil })
+		close(release)
+		if v != "new" || <-old != "old" {
+			t.Fatalf("after Forget: %q", v)
+		}
+	})
+}
