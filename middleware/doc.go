@@ -206,8 +206,8 @@
 // stormcellar stack), Recover, MaxBytes (on a request without a body, or
 // with a declared length within the limit), SecureHeaders without a nonce,
 // HTTPSRedirect (passing HTTPS through) and MaxURLLength allocate nothing.
-// RequestID allocates once for a generated id (the id and its header value
-// share one allocation) and not at all for one taken from a trusted proxy;
+// RequestID allocates nothing either (a generated id and its header value
+// live in the per-request state);
 // a CSP nonce costs two allocations; a chunked or multipart body costs one.
 // The figures, side by side with chi's Recoverer, RequestSize and
 // RequestID and a bare handler, and the command that measured them, are

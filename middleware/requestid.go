@@ -1,10 +1,8 @@
 package middleware
 
 import (
-	"math/rand/v2"
 	"net/http"
 	"net/netip"
-	"unsafe"
 
 	"github.com/stormcellar/stormcellar/internal/reqstate"
 )
@@ -71,8 +69,7 @@ func (m *RequestID) Handler(next http.Handler) http.Handler {
 			st.ID = inbound[0]
 			hdr = inbound[:1:1]
 		default:
-			hdr = newIDHeader()
-			st.ID = hdr[0]
+			hdr = st.GenerateID()
 		}
 		if hasInbound {
 			r.Header[RequestIDHeader] = hdr
@@ -80,30 +77,6 @@ func (m *RequestID) Handler(next http.Handler) http.Handler {
 		w.Header()[RequestIDHeader] = hdr
 		next.ServeHTTP(w, r)
 	})
-}
-
-// idBox holds a generated id and the one-element slice that carries it in
-// the header maps, so that both cost a single allocation.
-type idBox struct {
-	hdr [1]string
-	hex [16]byte
-}
-
-// newIDHeader returns a one-element header value holding a new id of 16
-// lowercase hex digits (64 random bits from math/rand/v2, which is seeded
-// by the operating system: ids label log records, they are not secrets).
-// The slice has capacity 1, so an append by anyone else copies it.
-func newIDHeader() []string {
-	const digits = "0123456789abcdef"
-	b := new(idBox)
-	v := rand.Uint64()
-	for i := range b.hex {
-		b.hex[i] = digits[v>>(60-4*uint(i))&0xf]
-	}
-	// The bytes are never written again, so viewing them as a string is
-	// sound; it saves the copy (and the allocation) of string(b.hex[:]).
-	b.hdr[0] = unsafe.String(&b.hex[0], len(b.hex))
-	return b.hdr[:1:1]
 }
 
 // validInboundID reports whether s is acceptable as an inbound id: 8 to 64

@@ -12,12 +12,12 @@ package reqstate
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync/atomic"
+	"unsafe"
 )
 
 // State is the per-request state. It is created by [Ensure] and found again
@@ -45,6 +45,11 @@ type State struct {
 	XSRFToken func() string
 
 	w Writer
+
+	// Storage for a generated id and the one-element header value that
+	// carries it, so that generating one allocates nothing.
+	idHdr [1]string
+	idHex [16]byte
 }
 
 type ctxKey struct{}
@@ -86,9 +91,21 @@ func (s *State) Writer() *Writer { return &s.w }
 // set yet.
 func (s *State) RequestID() string {
 	if s.ID == "" {
-		s.ID = NewID()
+		s.GenerateID()
 	}
 	return s.ID
+}
+
+// GenerateID sets ID to a new id (see [NewID]) and returns a header value
+// holding it. The id and the value live in the state, so this allocates
+// nothing; the value has capacity 1, so an append by anyone else copies it.
+func (s *State) GenerateID() []string {
+	fillID(&s.idHex)
+	// The bytes are never written again, so viewing them as a string is
+	// sound; it saves the copy (and the allocation) of string(s.idHex[:]).
+	s.ID = unsafe.String(&s.idHex[0], len(s.idHex))
+	s.idHdr[0] = s.ID
+	return s.idHdr[:1:1]
 }
 
 // NewID returns a new random request id of 16 lowercase hex digits.
@@ -97,14 +114,17 @@ func (s *State) RequestID() string {
 // cryptographic generator. math/rand/v2's top-level generator is seeded
 // from the operating system and costs a few nanoseconds.
 func NewID() string {
-	var raw [8]byte
+	var b [16]byte
+	fillID(&b)
+	return string(b[:])
+}
+
+func fillID(b *[16]byte) {
+	const digits = "0123456789abcdef"
 	v := rand.Uint64()
-	for i := range raw {
-		raw[i] = byte(v >> (8 * i))
+	for i := range b {
+		b[i] = digits[v>>(60-4*uint(i))&0xf]
 	}
-	var out [16]byte
-	hex.Encode(out[:], raw[:])
-	return string(out[:])
 }
 
 const (
