@@ -207,8 +207,8 @@
 // with a declared length within the limit), SecureHeaders without a nonce,
 // HTTPSRedirect (passing HTTPS through) and MaxURLLength allocate nothing.
 // RequestID allocates nothing either (a generated id and its header value
-// live in the per-request state);
-// a CSP nonce costs two allocations; a chunked or multipart body costs one.
+// live in the per-request state); a CSP nonce costs two allocations; a
+// chunked or multipart body costs one.
 // The figures, side by side with chi's Recoverer, RequestSize and
 // RequestID and a bare handler, and the command that measured them, are
 // in BENCHMARKS.md beside this file.
