@@ -93,7 +93,8 @@ func InsecureUncheckedSecret(raw []byte) Secret {
 // ParseSecret decodes a secret written in base64 (standard or URL
 // alphabet, with or without padding; surrounding white space is ignored)
 // and validates it. Both the text and the decoded bytes are checked
-// against published sample values.
+// against published sample values and for weakness, so words that happen
+// to be valid base64 are refused too.
 //
 // The error says why a secret is refused but never repeats it.
 func ParseSecret(text string) (Secret, error) {
@@ -116,7 +117,17 @@ func ParseSecret(text string) (Secret, error) {
 	if name := sampleName([]byte(base64.StdEncoding.EncodeToString(raw))); name != "" {
 		return Secret{}, fmt.Errorf("%w: it is %s; generate a secret with: %s", ErrSample, name, generateCommand)
 	}
-	return NewSecret(raw)
+	s, err := NewSecret(raw)
+	if err != nil {
+		return Secret{}, err
+	}
+	// Words typed as a secret are often valid base64 too, and decode to
+	// bytes that look random: judge the text as well, in the standard form
+	// that Reveal gives back (the decoder ignores line breaks).
+	if err := weakness([]byte(base64.StdEncoding.EncodeToString(raw))); err != nil {
+		return Secret{}, fmt.Errorf("its base64 text: %w", err)
+	}
+	return s, nil
 }
 
 // decodeBase64 accepts the standard and URL alphabets, padded or not.

@@ -157,6 +157,59 @@ func TestParseSecret(t *testing.T) {
 	}
 }
 
+// TestParseSecretRefusesWordsThatAreBase64: text typed as a secret that
+// happens to be valid base64 decodes to random-looking bytes; it is judged
+// as the text it is, through ParseSecret and through a keyring.
+func TestParseSecretRefusesWordsThatAreBase64(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, text string }{
+		{"words", "thisismysupersecretcookiekeyforproductionuse"},
+		{"camel case and a year", "MySuperSecretCookieKeyForProductionUse2024ab"},
+		{"placeholder repeated", "changemechangemechangemeplease1234567890abcd"},
+		{"passphrase", "correcthorsebatterystaplecorrecthorsebattery"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := decodeBase64(tc.text); err != nil {
+				t.Fatalf("the case is meant to be valid base64: %v", err)
+			}
+			if _, err := ParseSecret(tc.text); !errors.Is(err, ErrWeak) || !strings.Contains(err.Error(), "base64 text") {
+				t.Errorf("ParseSecret = %v; want ErrWeak about the text", err)
+			}
+			if _, err := ParseKeyring("k1:" + tc.text); !errors.Is(err, ErrWeak) || strings.Contains(err.Error(), tc.text) {
+				t.Errorf("ParseKeyring = %v; want ErrWeak, without the secret", err)
+			}
+		})
+	}
+}
+
+// TestParseSecretAcceptsRandomText: the check on the text refuses none of
+// the encodings that generators produce.
+func TestParseSecretAcceptsRandomText(t *testing.T) {
+	t.Parallel()
+	rng := mrand.New(mrand.NewChaCha8([32]byte{2}))
+	encs := map[string]func([]byte) string{
+		"std":     base64.StdEncoding.EncodeToString,
+		"raw std": base64.RawStdEncoding.EncodeToString,
+		"url":     base64.URLEncoding.EncodeToString,
+		"raw url": base64.RawURLEncoding.EncodeToString,
+		"hex":     hex.EncodeToString, // openssl rand -hex 32, read as base64
+	}
+	raw := make([]byte, 32)
+	for name, enc := range encs {
+		for range 2000 {
+			for i := range raw {
+				raw[i] = byte(rng.Uint32())
+			}
+			if _, err := ParseSecret(enc(raw)); err != nil {
+				t.Errorf("%s: %v", name, err)
+				break
+			}
+		}
+	}
+}
+
 // TestLoadSecret changes the environment, so it does not run in parallel.
 func TestLoadSecret(t *testing.T) {
 	s := GenerateSecret()

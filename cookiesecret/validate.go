@@ -38,6 +38,13 @@ func Validate(raw []byte) error {
 		return fmt.Errorf("%w: %d bytes, need at least %d; generate one with: %s",
 			ErrTooShort, len(raw), MinSecretLen, generateCommand)
 	}
+	return weakness(raw)
+}
+
+// weakness reports why raw, which is not empty, is predictable: one
+// repeated byte, a repeated pattern, few distinct bytes or a low entropy
+// estimate.
+func weakness(raw []byte) error {
 	if bytes.Count(raw, raw[:1]) == len(raw) {
 		return fmt.Errorf("%w: it is one byte repeated", ErrWeak)
 	}

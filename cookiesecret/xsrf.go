@@ -281,8 +281,13 @@ func safeMethod(m string) bool {
 // httperr: an [*httperr.HTTPError] (403 of kind [httperr.KindOrigin] or
 // [httperr.KindXSRF], whose cause says what failed), or the form parsing
 // error (an [*http.MaxBytesError] stays one, for a 413). Safe methods
-// always pass. Check parses the form body (of url-encoded and multipart
-// requests) only when no header carries a token.
+// always pass. Check parses the form body only when no header carries a
+// token: url-encoded bodies of POST, PUT and PATCH (as
+// [http.Request.ParseForm] reads them; a DELETE must send its token in a
+// header) and multipart bodies of any method. The body is parsed before
+// the token can be checked, by anyone holding an XSRF cookie (one is given
+// to every visitor), so put a body-size limit such as
+// [http.MaxBytesHandler] in front.
 func (x *XSRF) Check(r *http.Request) error {
 	if safeMethod(r.Method) {
 		return nil
@@ -404,18 +409,25 @@ func (x *XSRF) tokenSource(w http.ResponseWriter, r *http.Request, st *reqstate.
 	return func() string {
 		if base == nil {
 			b, kid, err := x.cookie.get(r)
-			if err != nil || len(b) != xsrfBaseLen {
+			valid := err == nil && len(b) == xsrfBaseLen
+			if !valid {
 				b = make([]byte, xsrfBaseLen)
 				_, _ = rand.Read(b)
 			}
-			if err != nil || len(b) != xsrfBaseLen || kid != x.current {
-				if st.Writer().Committed() {
+			if !valid || kid != x.current {
+				switch {
+				case st.Writer().Committed() && valid:
+					// Re-signing with the current key can wait: the cookie
+					// verifies while its key is in the keyring.
+				case st.Writer().Committed():
 					x.log().LogAttrs(r.Context(), slog.LevelError,
 						"cookiesecret: XSRF token made after the response was committed: its cookie could not be set, the form will be refused",
 						slog.String("path", r.URL.Path), slog.String("request_id", st.ID))
-				} else if err := x.cookie.Set(w, b); err != nil {
-					x.log().LogAttrs(r.Context(), slog.LevelError, "cookiesecret: setting the XSRF cookie",
-						slog.String("err", err.Error()), slog.String("request_id", st.ID))
+				default:
+					if err := x.cookie.Set(w, b); err != nil {
+						x.log().LogAttrs(r.Context(), slog.LevelError, "cookiesecret: setting the XSRF cookie",
+							slog.String("err", err.Error()), slog.String("request_id", st.ID))
+					}
 				}
 			}
 			base = b

@@ -403,6 +403,44 @@ func TestXSRFTokenAfterCommitIsLogged(t *testing.T) {
 	}
 }
 
+// TestXSRFTokenAfterCommitWithOldKeyCookie: after a rotation, a page that
+// commits before making its token cannot re-sign the XSRF cookie, but the
+// cookie still verifies, so the token works and nothing is logged as an
+// error.
+func TestXSRFTokenAfterCommitWithOldKeyCookie(t *testing.T) {
+	t.Parallel()
+	oldCookie, err := NewXSRF(testRing(t, "old"), XSRFOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := oldCookie.cookie.Encode(bytes.Repeat([]byte{7}, xsrfBaseLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	x, err := NewXSRF(testRing(t, "new", "old"), XSRFOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok string
+	h := x.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "early ")
+		tok = XSRFToken(r)
+	}))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("Cookie", "__Host-xsrf="+v)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if logs.String() != "" {
+		t.Errorf("logged although the cookie is valid: %s", logs.String())
+	}
+	post := httptest.NewRequest("POST", "/", nil)
+	post.Header.Set("Cookie", "__Host-xsrf="+v)
+	post.Header.Set(XSRFHeader, tok)
+	if err := x.Check(post); err != nil {
+		t.Errorf("the token made after the commit is refused: %v", err)
+	}
+}
+
 func TestNewXSRFRefusesBadOptions(t *testing.T) {
 	t.Parallel()
 	ring := testRing(t, "k1")
