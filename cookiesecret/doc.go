@@ -121,6 +121,13 @@
 //     TrustedOrigins skip the origin layer for those origins.
 //   - InsecureAllowHTTP, InsecureScriptAccess, InsecureAllowV1 and
 //     [InsecureUncheckedSecret] weaken what their names say.
+//   - To find an _xsrf form field the check parses a url-encoded or
+//     multipart body before the token is verified (keeping at most 1 MiB of
+//     it in memory and the rest in temporary files), and anyone can get an
+//     XSRF cookie with one GET: put middleware.MaxBytes in front, which
+//     bounds the body and removes the temporary files. A route that
+//     streams its own multipart body should take the token from the
+//     X-XSRF-Token header instead.
 //   - Signed (not encrypted) cookie values are readable by the client.
 //   - A secret that passes validation but leaked is as bad as a weak one:
 //     rotate it.

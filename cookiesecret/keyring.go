@@ -111,7 +111,9 @@ func ParseKeyring(text string) (*Keyring, error) {
 		}
 		s, err := ParseSecret(text)
 		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", id, err)
+			// Name the entry by position: if the text was a raw secret
+			// with a colon in it, "id" is part of the secret.
+			return nil, fmt.Errorf("entry %d: %w", i+1, err)
 		}
 		keys = append(keys, Key{ID: id, Secret: s})
 	}

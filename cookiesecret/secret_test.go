@@ -285,7 +285,7 @@ func TestParseKeyring(t *testing.T) {
 		{"bad id", "k/1:" + a.Reveal(), ErrMalformed, "key id"},
 		{"long id", strings.Repeat("k", 33) + ":" + a.Reveal(), ErrMalformed, "key id"},
 		{"missing id in a list", a.Reveal() + ",k1:" + b.Reveal(), ErrMalformed, "no key id"},
-		{"weak second key", "k2:" + a.Reveal() + ",k1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", 32))), ErrWeak, `key "k1"`},
+		{"weak second key", "k2:" + a.Reveal() + ",k1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", 32))), ErrWeak, `entry 2`},
 		{"sample key", "k1:61oETzKXQAGaYdkL5gEmGeJJFuYh7EQnp2XdTP1o/Vo=", ErrSample, "Tornado"},
 		{"too many", strings.Repeat("k:"+a.Reveal()+",", 17), ErrMalformed, "at most 16"},
 	}
@@ -353,5 +353,18 @@ func TestDerivedKeysAreSeparate(t *testing.T) {
 			}
 			seen[k] = p + "/" + id
 		}
+	}
+}
+
+// An entry that fails to parse is named by its position: when someone
+// pastes a raw secret that contains a colon, the part before it is secret.
+func TestParseKeyringErrorHidesSecretPrefix(t *testing.T) {
+	t.Parallel()
+	_, err := ParseKeyring("hunter2x:changeme")
+	if err == nil {
+		t.Fatal("weak keyring accepted")
+	}
+	if strings.Contains(err.Error(), "hunter2x") || !strings.Contains(err.Error(), "entry 1") {
+		t.Errorf("error %q", err)
 	}
 }

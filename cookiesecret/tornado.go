@@ -155,8 +155,11 @@ func NewTornado(opts TornadoOptions) (*Tornado, error) {
 	case t.maxSkew < 0:
 		t.maxSkew = 0
 	}
-	if t.maxLength == 0 {
+	switch {
+	case t.maxLength == 0:
 		t.maxLength = DefaultMaxLength
+	case t.maxLength < 64:
+		return nil, fmt.Errorf("cookiesecret: TornadoOptions: MaxLength %d is below 64 bytes", t.maxLength)
 	}
 	if t.now == nil {
 		t.now = time.Now

@@ -407,3 +407,16 @@ func TestTornadoCrashesWhereThisDoesNot(t *testing.T) {
 		t.Errorf("Tornado raised on %d values; the reference says it raises on v1 and garbage with a dict secret", crashes)
 	}
 }
+
+func TestNewTornadoRefusesSmallMaxLength(t *testing.T) {
+	t.Parallel()
+	s := GenerateSecret()
+	for _, n := range []int{-1, 1, 63} {
+		if _, err := NewTornado(TornadoOptions{Secret: s, MaxLength: n}); err == nil {
+			t.Errorf("MaxLength %d accepted", n)
+		}
+	}
+	if _, err := NewTornado(TornadoOptions{Secret: s, MaxLength: 64}); err != nil {
+		t.Errorf("MaxLength 64: %v", err)
+	}
+}

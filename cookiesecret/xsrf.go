@@ -41,9 +41,12 @@ const DefaultXSRFCookie = "__Host-xsrf"
 const (
 	xsrfBaseLen   = 32
 	xsrfMaskedLen = 2 * xsrfBaseLen
-	// maxFormMemory is what multipart parsing keeps in memory (the rest
-	// goes to temporary files), as for http.Request.FormValue.
-	maxFormMemory = 32 << 20
+	// maxFormMemory is what multipart parsing for the _xsrf field keeps
+	// in memory; the rest of the body goes to temporary files, which
+	// middleware.MaxBytes bounds and removes. It is far below
+	// http.Request.FormValue's 32 MiB because anyone holding an XSRF
+	// cookie (one GET) can make the check parse a body.
+	maxFormMemory = 1 << 20
 )
 
 // XSRF token failures, logged (never shown) with the 403. Both match
