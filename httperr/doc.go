@@ -61,4 +61,7 @@
 // in front, Write cannot know whether the handler already committed the
 // response, and uses the default configuration. A custom renderer is
 // trusted to escape what it writes; [HTMLEscape] and [JSONString] help.
+// Every refusal is one log record (4xx at Warn), so a flood of refused
+// requests is a flood of records: sample or rate-limit in the slog handler
+// if that matters, and put middleware.RateLimit in front.
 package httperr

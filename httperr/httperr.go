@@ -61,6 +61,9 @@ type HTTPError struct {
 
 // Error returns the status, kind and cause, for logs.
 func (e *HTTPError) Error() string {
+	if e == nil {
+		return "httperr: <nil>"
+	}
 	s := "httperr: " + strconv.Itoa(e.Status) + " " + string(e.kind())
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
@@ -69,7 +72,12 @@ func (e *HTTPError) Error() string {
 }
 
 // Unwrap returns the cause.
-func (e *HTTPError) Unwrap() error { return e.Err }
+func (e *HTTPError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 func (e *HTTPError) kind() Kind {
 	if e.Kind != "" {
@@ -179,7 +187,8 @@ func classify(r *http.Request, err error) (he HTTPError, cause error) {
 	switch {
 	case err == nil:
 		return HTTPError{Status: http.StatusInternalServerError, Kind: KindInternal}, ErrNilError
-	case errors.As(err, &target):
+	case errors.As(err, &target) && target != nil:
+		// (A typed nil *HTTPError falls through to a plain 500.)
 		he = *target
 		if he.Status == 0 {
 			he.Status = http.StatusInternalServerError

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	chimw "github.com/go-chi/chi/v5/middleware"
 	"go.uber.org/goleak"
 
 	"github.com/stormcellar/stormcellar/httperr"
@@ -638,5 +639,77 @@ func TestInstallKeepsWriterFeatures(t *testing.T) {
 	logs := sink.records(t)
 	if len(logs) != 1 || logs[0]["hijacked"] != true {
 		t.Errorf("want one record saying the connection was hijacked: %v", logs)
+	}
+}
+
+func TestTypedNilHTTPError(t *testing.T) {
+	t.Parallel()
+	var he *httperr.HTTPError
+	if he.Error() != "httperr: <nil>" {
+		t.Errorf("Error() on nil = %q", he.Error())
+	}
+	rec, logs := serve(t, httperr.Options{}, httperr.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		return he // a typed nil in a non-nil error
+	}), httptest.NewRequest("GET", "/", nil))
+	if rec.Code != 500 || len(logs) != 1 {
+		t.Errorf("got %d, logs %v", rec.Code, logs)
+	}
+}
+
+// An error value with headers may be a package-level variable used by
+// concurrent requests: writing it must not share its slices with the
+// responses (run with -race).
+func TestSharedHTTPErrorHeaders(t *testing.T) {
+	t.Parallel()
+	shared := &httperr.HTTPError{Status: 429, Header: http.Header{"Vary": {"Origin"}, "Retry-After": {"3"}}}
+	h := httperr.Install(httperr.Options{Logger: slog.New(slog.DiscardHandler)})(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			httperr.Write(w, r, shared)
+			w.Header().Add("Retry-After", "junk")
+		}))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+			}
+		})
+	}
+	wg.Wait()
+	if fmt.Sprint(shared.Header["Vary"], shared.Header["Retry-After"]) != "[Origin] [3]" {
+		t.Errorf("the shared error was modified: %v", shared.Header)
+	}
+}
+
+// Behind a trusted proxy the log names the client, not the proxy.
+func TestLogNamesResolvedClient(t *testing.T) {
+	t.Parallel()
+	req := httptest.NewRequest("GET", "/", nil)
+	req.RemoteAddr = "10.0.0.5:4000"
+	req.Header.Set("X-Forwarded-For", "198.51.100.7")
+	rec, logs := serve(t, httperr.Options{}, chimw.ClientIPFromXFF("10.0.0.0/8")(failWith(httperr.NotFound(nil))), req)
+	if rec.Code != 404 || len(logs) != 1 || logs[0]["remote"] != "198.51.100.7" {
+		t.Errorf("logs %v", logs)
+	}
+}
+
+// noFlushWriter cannot flush.
+type noFlushWriter struct{ *strictWriter }
+
+// A Flush that the writer cannot do sends nothing, so an error page can
+// still be written.
+func TestUnsupportedFlushDoesNotCommit(t *testing.T) {
+	t.Parallel()
+	sw := &strictWriter{t: t, header: http.Header{}}
+	logger, _ := newLogger()
+	h := httperr.Install(httperr.Options{Logger: logger})(httperr.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		if err := http.NewResponseController(w).Flush(); !errors.Is(err, http.ErrNotSupported) {
+			t.Errorf("Flush = %v", err)
+		}
+		return httperr.NotFound(nil)
+	}))
+	h.ServeHTTP(noFlushWriter{sw}, httptest.NewRequest("GET", "/", nil))
+	if sw.status != 404 {
+		t.Errorf("status %d, want the 404 page", sw.status)
 	}
 }

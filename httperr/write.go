@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
 
+	"github.com/stormcellar/stormcellar/internal/clientip"
 	"github.com/stormcellar/stormcellar/internal/reqstate"
 )
 
@@ -139,7 +141,9 @@ func send(w http.ResponseWriter, r *http.Request, cfg *config, he *HTTPError, ki
 	}
 	for k, vs := range he.Header {
 		if !protectedHeader(k) {
-			h[http.CanonicalHeaderKey(k)] = vs
+			// A copy: the error value may be shared by concurrent
+			// requests, and the response's header may be appended to.
+			h[http.CanonicalHeaderKey(k)] = slices.Clone(vs)
 		}
 	}
 	// One backing array for the values this function sets; each header
@@ -207,6 +211,15 @@ func publicText(s string) string {
 	}, s)
 }
 
+// remote is the client address for the log: chi's trusted-proxy
+// resolver's answer when the application installed one, else the peer.
+func remote(r *http.Request) string {
+	if a := clientip.Addr(r); a.IsValid() {
+		return a.String()
+	}
+	return r.RemoteAddr
+}
+
 // render calls the configured renderer, turning a panic into an error.
 func (c *config) render(buf *bytes.Buffer, r *http.Request, p Problem) (ct string, err error) {
 	if c.renderer == nil {
@@ -244,7 +257,7 @@ func (c *config) log(r *http.Request, status int, kind Kind, reqID string, cause
 		slog.String("request_id", reqID),
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
-		slog.String("remote", r.RemoteAddr),
+		slog.String("remote", remote(r)),
 	)
 	if cause != nil {
 		attrs = append(attrs, slog.String("err", cause.Error()))

@@ -12,6 +12,7 @@ package reqstate
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -156,11 +157,14 @@ func (w *Writer) Hijacked() bool { return w.flags.Load()&flagHijacked != 0 }
 // Status returns the status sent, or 0 if none was.
 func (w *Writer) Status() int { return int(w.status.Load()) }
 
-func (w *Writer) commit(code int) {
+// commit records that the status line went out, and reports whether this
+// call was the one that committed the response.
+func (w *Writer) commit(code int) bool {
 	if w.flags.Load()&flagCommitted == 0 {
 		w.status.CompareAndSwap(0, int32(code))
-		w.flags.Or(flagCommitted)
+		return w.flags.Or(flagCommitted)&flagCommitted == 0
 	}
+	return false
 }
 
 // Header implements [http.ResponseWriter].
@@ -200,9 +204,17 @@ func (w *Writer) Flush() { _ = w.FlushError() }
 
 // FlushError flushes and reports the error, as [http.ResponseController]
 // expects.
+//
+// A writer that cannot flush sends nothing, so the response stays
+// uncommitted.
 func (w *Writer) FlushError() error {
-	w.commit(http.StatusOK)
-	return http.NewResponseController(w.rw).Flush()
+	first := w.commit(http.StatusOK)
+	err := http.NewResponseController(w.rw).Flush()
+	if first && errors.Is(err, http.ErrNotSupported) {
+		w.flags.And(^uint32(flagCommitted))
+		w.status.Store(0)
+	}
+	return err
 }
 
 // Hijack implements [http.Hijacker].
