@@ -44,6 +44,22 @@ func Peer(r *http.Request) netip.Addr {
 	return a.Unmap().WithZone("")
 }
 
+// PeerOf returns the address of a connection's peer (net.Conn.RemoteAddr),
+// for limits applied before any request exists; the zero Addr when it is
+// not an IP address.
+func PeerOf(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap().WithZone("")
+	}
+	if a == nil {
+		return netip.Addr{}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap().WithZone("")
+	}
+	return netip.Addr{}
+}
+
 // Group returns the prefix that counts as one client for limits: the
 // address itself for IPv4, its /64 for IPv6 (a single subscriber usually
 // holds a whole /64 and could otherwise rotate through it). The zero Addr

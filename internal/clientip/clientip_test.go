@@ -1,6 +1,7 @@
 package clientip
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -65,5 +66,23 @@ func TestGroup(t *testing.T) {
 	}
 	if Group(netip.Addr{}).IsValid() {
 		t.Error("zero Addr must map to the zero Prefix")
+	}
+}
+
+func TestPeerOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:203.0.113.9"), Port: 80}, "203.0.113.9"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 80, Zone: "eth0"}, "2001:db8::1"},
+		{&net.UnixAddr{Name: "/tmp/sock", Net: "unix"}, "invalid IP"},
+		{nil, "invalid IP"},
+	}
+	for _, tc := range tests {
+		if got := PeerOf(tc.addr); got.String() != tc.want {
+			t.Errorf("PeerOf(%v) = %s, want %s", tc.addr, got, tc.want)
+		}
 	}
 }

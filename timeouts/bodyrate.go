@@ -1,0 +1,185 @@
+package timeouts
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/stormcellar/stormcellar/httperr"
+	"github.com/stormcellar/stormcellar/internal/reqstate"
+)
+
+// BodyRateOptions configure [BodyRate]. The zero value is the safe
+// setting.
+type BodyRateOptions struct {
+	// MinRate is the slowest a request body may arrive, in bytes per
+	// second, measured over each Window: in every Window from the first
+	// one, MinRate×Window bytes (or the rest of the body, if less) must
+	// arrive, or the read fails. Default 1024 bytes/s.
+	MinRate int
+	// Window is the span the rate is measured over; it is also how long
+	// the first bytes may take. Default 10 s.
+	Window time.Duration
+}
+
+// rateConfig is a validated BodyRateOptions.
+type rateConfig struct {
+	rate   int
+	window time.Duration
+}
+
+// BodyRate returns middleware that enforces a minimum arrival rate on the
+// request body, against slow POST: a client that sends its body a byte at
+// a time cannot hold a handler (or, for a handler that never reads the
+// body, net/http's discard of it) for longer than about one Window.
+//
+// The limit is a read deadline on the connection, moved forward through
+// [http.ResponseController] as each window's quota arrives; no goroutine
+// or timer is added. When it passes, the read returns an error matching
+// [ErrBodyTooSlow] that [httperr.Write] answers 408 with Connection:
+// close; if the handler swallowed the error and wrote nothing, BodyRate
+// writes that 408 itself when the handler returns.
+//
+// A [Server] applies it to every request already; use BodyRate on a route
+// to set a different rate there (the innermost setting wins). Requests
+// without a body pass untouched. Once the body has been read to its end
+// the read deadline is cleared, so a handler may take its time afterwards.
+// Negative values are treated as the defaults.
+func BodyRate(opts BodyRateOptions) func(http.Handler) http.Handler {
+	cfg := rateConfig{rate: opts.MinRate, window: opts.Window}
+	if cfg.rate <= 0 {
+		cfg.rate = DefaultMinBodyRate
+	}
+	if cfg.window <= 0 {
+		cfg.window = DefaultBodyRateWindow
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !hasBody(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			serveRate(next, w, r, cfg)
+		})
+	}
+}
+
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+}
+
+func serveRate(next http.Handler, w http.ResponseWriter, r *http.Request, cfg rateConfig) {
+	if rr, ok := r.Body.(*rateReader); ok {
+		// An outer BodyRate (or the Server) already wraps the body: this
+		// route's setting replaces its own.
+		rr.configure(cfg, time.Now())
+		next.ServeHTTP(w, r)
+		return
+	}
+	st, w, r := reqstate.Ensure(w, r)
+	rr := &rateReader{body: r.Body, deadline: http.NewResponseController(w)}
+	rr.configure(cfg, time.Now())
+	r.Body = rr
+	next.ServeHTTP(w, r)
+	if rr.err != nil && !st.Writer().Committed() {
+		httperr.Write(w, r, rr.err)
+	}
+}
+
+// deadliner is the part of http.ResponseController (or a net.Conn) the
+// reader needs.
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+}
+
+// rateReader enforces the minimum rate with read deadlines. Like any
+// request body it is read by one goroutine at a time.
+type rateReader struct {
+	body     io.ReadCloser
+	deadline deadliner
+	now      func() time.Time // time.Now; replaced in tests
+
+	window time.Duration
+	quota  int64     // bytes each window must bring
+	got    int64     // bytes of the current window so far
+	end    time.Time // the current window's end: the read deadline
+	done   bool      // EOF seen, deadline cleared
+	err    error     // the error returned once the rate was missed
+}
+
+func (rr *rateReader) clock() time.Time {
+	if rr.now != nil {
+		return rr.now()
+	}
+	return time.Now()
+}
+
+// configure starts a fresh first window under cfg.
+func (rr *rateReader) configure(cfg rateConfig, now time.Time) {
+	rr.quota = windowQuota(cfg.rate, cfg.window)
+	rr.got = 0
+	rr.end = now.Add(cfg.window)
+	rr.window = cfg.window
+	if !rr.done && rr.err == nil {
+		_ = rr.deadline.SetReadDeadline(rr.end)
+	}
+}
+
+// windowQuota is rate×window in bytes, at least 1.
+func windowQuota(rate int, window time.Duration) int64 {
+	q := int64(float64(rate) * window.Seconds())
+	if q < 1 {
+		q = 1
+	}
+	return q
+}
+
+func (rr *rateReader) Read(p []byte) (int, error) {
+	if rr.err != nil {
+		return 0, rr.err
+	}
+	n, err := rr.body.Read(p)
+	if n > 0 && !rr.done {
+		rr.got += int64(n)
+		if rr.got >= rr.quota {
+			// This window's quota is in: the next window ends one
+			// Window after this one, however early the quota came.
+			rr.got = 0
+			now := rr.clock()
+			if rr.end.Before(now) {
+				rr.end = now
+			}
+			rr.end = rr.end.Add(rr.window)
+			_ = rr.deadline.SetReadDeadline(rr.end)
+		}
+	}
+	switch {
+	case err == nil:
+	case err == io.EOF:
+		if !rr.done {
+			rr.done = true
+			_ = rr.deadline.SetReadDeadline(time.Time{})
+		}
+	case isTimeout(err):
+		rr.err = &httperr.HTTPError{
+			Status: http.StatusRequestTimeout,
+			Kind:   httperr.KindTimeout,
+			Header: http.Header{"Connection": {"close"}},
+			Err:    ErrBodyTooSlow,
+		}
+		return n, rr.err
+	}
+	return n, err
+}
+
+func (rr *rateReader) Close() error { return rr.body.Close() }
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}

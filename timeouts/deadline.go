@@ -1,0 +1,499 @@
+package timeouts
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stormcellar/stormcellar/httperr"
+	"github.com/stormcellar/stormcellar/internal/reqstate"
+)
+
+// Defaults of [DeadlineOptions].
+const (
+	DefaultDeadline             = 30 * time.Second
+	DefaultDeadlineWriteTimeout = 10 * time.Second
+)
+
+// DeadlineOptions configure [Deadline]. The zero value is the safe
+// setting; negative durations are treated as zero.
+type DeadlineOptions struct {
+	// Timeout is the time the handler has. When it passes, the request's
+	// context is done and, if nothing was written yet, the client gets 503
+	// (KindTimeout, Connection: close) at once, through httperr. If the
+	// handler had started its response, the connection's write deadline,
+	// set to the same instant, cuts it, and the response is aborted so
+	// that the client sees it truncated. For a Stream route it is the time
+	// to the first byte instead. Default 30 s.
+	Timeout time.Duration
+
+	// Stream declares a streaming route (server-sent events, long
+	// downloads, chunked APIs). Timeout then bounds only the time to the
+	// start of the response; after that the context is not cancelled and
+	// the response may last as long as it keeps being written: each write
+	// or flush must finish within WriteTimeout. Default false.
+	Stream bool
+
+	// WriteTimeout is the write deadline of each write of a Stream route,
+	// and the time any route's response gets to be flushed once the
+	// handler has returned (and the 503 gets to be written). Default 10 s.
+	WriteTimeout time.Duration
+}
+
+// Deadline returns per-route deadline middleware: the answer to a stuck
+// handler or a slow upstream that [http.TimeoutHandler] and chi's Timeout
+// each answer only in part.
+//
+//   - The handler runs on the request's own goroutine (no goroutine is
+//     started, panics reach the recoverer as usual, nothing is buffered:
+//     flushing and streaming work).
+//   - At the deadline, if nothing was written, the 503 is written at once
+//     through httperr and flushed, even when the handler ignores its
+//     context; the handler's later writes, flushes and hijacks return an
+//     error matching [ErrTimeout] and never touch the connection. All of
+//     it is safe under the race detector: the handler writes headers into
+//     its own map until it commits, and the commit is decided under a
+//     lock shared with the timer.
+//   - If the handler had committed, its context is done and the write
+//     deadline ends the response; when it returns, the response is
+//     aborted (panic [http.ErrAbortHandler]) instead of being completed.
+//   - A 504 comes from the handler itself: an upstream call that timed out
+//     on its own deadline (a client from [NewClient], [WaitFor] with a
+//     shorter limit) is answered 504 by [httperr.Write].
+//   - WebSocket upgrades pass through untouched; Stream routes keep only
+//     the deadline to their first byte.
+//
+// The connection stays busy until the handler returns (the client already
+// has its 503 and was told to close); a handler that never returns still
+// leaks its goroutine, as with any Go timeout. Put Deadline inside the
+// request-id middleware: it fixes the request id before it starts the
+// timer, since the 503 is logged from the timer's goroutine.
+func Deadline(opts DeadlineOptions) func(http.Handler) http.Handler {
+	d := deadlineHandler{timeout: opts.Timeout, writeTimeout: opts.WriteTimeout, stream: opts.Stream,
+		cancelKey: cancelCtxKey()}
+	if d.timeout <= 0 {
+		d.timeout = DefaultDeadline
+	}
+	if d.writeTimeout <= 0 {
+		d.writeTimeout = DefaultDeadlineWriteTimeout
+	}
+	return func(next http.Handler) http.Handler {
+		h := d
+		h.next = next
+		return &h
+	}
+}
+
+type deadlineHandler struct {
+	next         http.Handler
+	cancelKey    any // see cancelCtxKey
+	timeout      time.Duration
+	writeTimeout time.Duration
+	stream       bool
+}
+
+func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if isWebSocketUpgrade(r.Header) {
+		d.next.ServeHTTP(w, r)
+		return
+	}
+	st, w, r := reqstate.Ensure(w, r)
+	if st.Writer().Committed() {
+		d.next.ServeHTTP(w, r)
+		return
+	}
+	_ = st.RequestID() // fixed now: the timer goroutine only reads it
+
+	g := &guard{
+		w:      w,
+		d:      d,
+		stream: d.stream,
+		orig:   r,
+		path:   r.URL.Path,
+		accept: r.Header["Accept"],
+		parent: r.Context(),
+	}
+	delay := d.timeout
+	g.dl = time.Now().Add(delay)
+	if pdl, ok := g.parent.Deadline(); ok && !pdl.After(g.dl) {
+		// An earlier deadline outside wins. When it is an enclosing
+		// Deadline's, that one answers and this one only follows its
+		// context; otherwise this one answers at that time.
+		g.dl, delay = pdl, time.Until(pdl)
+		if outer, _ := g.parent.Value(deadlineKey{}).(*guard); outer != nil && !outer.stream && outer.dl.Equal(pdl) {
+			delay = -1
+		}
+	}
+	_ = g.rc().SetWriteDeadline(g.dl)
+	if delay >= 0 {
+		g.timer = time.AfterFunc(delay, g.expire)
+	}
+
+	normal := false
+	defer g.finish(&normal)
+	d.next.ServeHTTP(g, r.WithContext(g))
+	normal = true
+}
+
+// deadlineKey finds the innermost enclosing Deadline's guard.
+type deadlineKey struct{}
+
+const (
+	stateRunning = iota
+	stateHijacked
+	stateDone
+)
+
+// errLateWrite is returned by the guard's write methods after the
+// deadline.
+var errLateWrite error = &timeoutError{op: "response write after the route deadline"}
+
+// rc is the response controller of the wrapped writer.
+func (g *guard) rc() *http.ResponseController { return http.NewResponseController(g.w) }
+
+// guard is the writer the handler sees under Deadline. Fields marked
+// (handler) are only touched by the handler's goroutine; fields marked
+// (mu) by whoever holds mu; timedOut is atomic.
+type guard struct {
+	w      http.ResponseWriter
+	d      *deadlineHandler
+	stream bool
+	timer  *time.Timer
+	parent context.Context // the request's context before Deadline
+
+	// What the 503 needs of the request: the request as Deadline received
+	// it (the handler gets a copy, so its fields do not change) and the
+	// path and Accept header, captured because the copy shares the URL
+	// and the header map.
+	orig   *http.Request
+	path   string
+	accept []string
+
+	h         http.Header // (handler) private headers until commit
+	committed bool        // written under mu (by the handler, or an inner Deadline's timer); the status was sent
+
+	mu    sync.Mutex
+	state int  // (mu)
+	wrote bool // (mu) the timer wrote the 503
+	// cancelErr is set (under mu, read by the timer goroutine that set
+	// it) when the parent ended first.
+	cancelErr error
+	timedOut  atomic.Bool
+
+	// The handler's context (see context.go), under ctxMu.
+	dl         time.Time
+	ctxMu      sync.Mutex
+	err        error
+	done       chan struct{}
+	watching   bool
+	stopParent func() bool
+	afterFuncs []*afterFunc
+}
+
+// expire runs on the timer's goroutine at the deadline.
+func (g *guard) expire() {
+	if g.expireWriter() {
+		// After the 503 (if any) is out, so that a handler answering its
+		// own context error finds the response committed.
+		err := context.DeadlineExceeded
+		if g.cancelErr != nil {
+			err = g.cancelErr
+		}
+		g.cancelCtx(err)
+	}
+}
+
+// expireWriter settles the response at the deadline and reports whether
+// the context must end.
+func (g *guard) expireWriter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateRunning {
+		return false
+	}
+	if err := g.parent.Err(); err == context.Canceled {
+		g.cancelErr = err
+		return true // the client went away: nobody to answer
+	}
+	if g.committed {
+		if g.stream {
+			return false // a started stream keeps its context
+		}
+		g.timedOut.Store(true) // the write deadline cuts what is in flight
+		return true
+	}
+	g.timedOut.Store(true)
+	_ = g.rc().SetWriteDeadline(time.Now().Add(g.d.writeTimeout))
+	httperr.Write(g.w, g.errorRequest(), &httperr.HTTPError{
+		Status: http.StatusServiceUnavailable,
+		Kind:   httperr.KindTimeout,
+		Header: http.Header{"Connection": {"close"}},
+		Err:    &timeoutError{op: "handler", after: g.d.timeout},
+	})
+	_ = g.rc().Flush()
+	g.wrote = true
+	if outer, _ := g.parent.Value(deadlineKey{}).(*guard); outer != nil {
+		outer.markWritten() // the enclosing Deadline's response is complete too
+	}
+	return true
+}
+
+// markWritten records that an inner Deadline completed this response with
+// its 503, so that this one does not abort it when its own deadline
+// passes.
+func (g *guard) markWritten() {
+	g.mu.Lock()
+	ok := g.committed
+	if ok {
+		g.wrote = true
+	}
+	g.mu.Unlock()
+	if outer, _ := g.parent.Value(deadlineKey{}).(*guard); ok && outer != nil {
+		outer.markWritten()
+	}
+}
+
+// errorRequest is the request the 503 is written for: the captured
+// method, path, remote address and Accept header, and the route's
+// context. The handler's own *http.Request is not read from the timer's
+// goroutine, since the handler may be changing it.
+func (g *guard) errorRequest() *http.Request {
+	h := make(http.Header, 1)
+	if g.accept != nil {
+		h["Accept"] = g.accept
+	}
+	r := &http.Request{
+		Method: g.orig.Method, URL: &url.URL{Path: g.path}, Host: g.orig.Host,
+		RemoteAddr: g.orig.RemoteAddr, Proto: g.orig.Proto, Header: h,
+	}
+	return r.WithContext(g)
+}
+
+// finish runs on the handler's goroutine when it returns or panics.
+func (g *guard) finish(normal *bool) {
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.mu.Lock()
+	hijacked := g.state == stateHijacked
+	g.state = stateDone
+	wrote := g.wrote
+	g.mu.Unlock()
+	g.cancelCtx(context.Canceled)
+	if !*normal {
+		if wrote {
+			// The 503 went out complete; a handler that then aborts
+			// (httperr.HandlerFunc does, finding the response committed)
+			// changes nothing. Any other panic goes on.
+			if v := recover(); v != nil && v != http.ErrAbortHandler {
+				panic(v)
+			}
+		}
+		return
+	}
+	if hijacked {
+		return
+	}
+	timedOut := g.timedOut.Load()
+	if timedOut && !wrote {
+		// The response was cut at the deadline: abort it rather than let
+		// net/http finish it as if it were complete.
+		panic(http.ErrAbortHandler)
+	}
+	if timedOut {
+		return
+	}
+	if !g.committed && g.h != nil {
+		// Headers set without a write go out with net/http's implicit
+		// 200.
+		g.syncHeader()
+	}
+	// The handler finished before the deadline: the final flush gets
+	// WriteTimeout past it (no clock read needed).
+	_ = g.rc().SetWriteDeadline(g.dl.Add(g.d.writeTimeout))
+}
+
+// syncHeader replaces the real headers with the handler's own (mu held,
+// or the timer stopped).
+func (g *guard) syncHeader() {
+	if g.h == nil {
+		return
+	}
+	real := g.w.Header()
+	clear(real)
+	maps.Copy(real, g.h)
+}
+
+// commit sends the status (200 unless WriteHeader chose one) if the
+// deadline has not passed, and reports whether it did.
+func (g *guard) commit(code int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateRunning || g.timedOut.Load() {
+		return false
+	}
+	g.syncHeader()
+	g.h = nil
+	g.w.WriteHeader(code)
+	g.committed = true
+	return true
+}
+
+// Header implements [http.ResponseWriter]. Until the response is
+// committed the handler gets a private copy of the headers, so that the
+// 503 written at the deadline never races with it; afterwards it gets the
+// server's map (so trailers work).
+func (g *guard) Header() http.Header {
+	if g.h != nil {
+		return g.h
+	}
+	if g.committed {
+		return g.w.Header()
+	}
+	g.mu.Lock()
+	if g.state == stateRunning && !g.timedOut.Load() {
+		g.h = g.w.Header().Clone()
+	}
+	g.mu.Unlock()
+	if g.h == nil {
+		g.h = make(http.Header) // past the deadline: a throwaway map
+	}
+	return g.h
+}
+
+// WriteHeader implements [http.ResponseWriter]. After the deadline it does
+// nothing.
+func (g *guard) WriteHeader(code int) {
+	if g.committed {
+		if !g.timedOut.Load() {
+			g.w.WriteHeader(code) // superfluous: net/http logs it
+		}
+		return
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// Informational responses (103 Early Hints) go out now, with the
+		// headers set so far, and do not commit.
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.state == stateRunning && !g.timedOut.Load() {
+			g.syncHeader()
+			g.w.WriteHeader(code)
+		}
+		return
+	}
+	g.commit(code)
+}
+
+// ready reports whether a write may go to the connection, committing the
+// response first if needed.
+func (g *guard) ready() bool {
+	if !g.committed {
+		if !g.commit(http.StatusOK) {
+			return false
+		}
+	} else if g.timedOut.Load() {
+		return false
+	}
+	if g.stream {
+		_ = g.rc().SetWriteDeadline(time.Now().Add(g.d.writeTimeout))
+	}
+	return true
+}
+
+// Write implements [http.ResponseWriter]. After the deadline it returns an
+// error matching [ErrTimeout] and writes nothing.
+func (g *guard) Write(p []byte) (int, error) {
+	if !g.ready() {
+		return 0, errLateWrite
+	}
+	return g.w.Write(p)
+}
+
+// WriteString implements [io.StringWriter].
+func (g *guard) WriteString(s string) (int, error) {
+	if !g.ready() {
+		return 0, errLateWrite
+	}
+	return io.WriteString(g.w, s)
+}
+
+// ReadFrom implements [io.ReaderFrom], keeping net/http's sendfile path.
+func (g *guard) ReadFrom(src io.Reader) (int64, error) {
+	if !g.ready() {
+		return 0, errLateWrite
+	}
+	if rf, ok := g.w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(writerOnly{g.w}, src)
+}
+
+type writerOnly struct{ io.Writer }
+
+// Flush implements [http.Flusher].
+func (g *guard) Flush() { _ = g.FlushError() }
+
+// FlushError flushes, as [http.ResponseController] expects; after the
+// deadline it returns an error matching [ErrTimeout].
+func (g *guard) FlushError() error {
+	if !g.ready() {
+		return errLateWrite
+	}
+	return g.rc().Flush()
+}
+
+// Hijack implements [http.Hijacker]. A hijacked connection leaves the
+// deadline's care (net/http clears its deadlines); after the deadline
+// Hijack fails.
+func (g *guard) Hijack() (c net.Conn, brw *bufio.ReadWriter, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateRunning || g.timedOut.Load() {
+		return nil, nil, errLateWrite
+	}
+	c, brw, err = g.rc().Hijack()
+	if err == nil {
+		g.state = stateHijacked
+	}
+	return c, brw, err
+}
+
+// Unwrap returns the wrapped writer, for [http.ResponseController]
+// (deadlines, full duplex).
+func (g *guard) Unwrap() http.ResponseWriter { return g.w }
+
+// isWebSocketUpgrade reports whether the headers ask for a WebSocket
+// upgrade: a "upgrade" token in Connection and a "websocket" token in
+// Upgrade, case-insensitively.
+func isWebSocketUpgrade(h http.Header) bool {
+	return hasToken(h["Connection"], "upgrade") && hasToken(h["Upgrade"], "websocket")
+}
+
+// hasToken reports whether a comma-separated header list holds token.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			t = strings.Trim(t, " \t")
+			if t == "" {
+				continue
+			}
+			if strings.EqualFold(t, token) {
+				return true
+			}
+			if i := strings.IndexByte(t, '/'); i > 0 && strings.EqualFold(t[:i], token) {
+				return true // protocol/version, as in "websocket/13"
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,401 @@
+package timeouts_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stormcellar/stormcellar/httperr"
+	"github.com/stormcellar/stormcellar/timeouts"
+)
+
+// stampRecorder is an httptest.ResponseRecorder that also notes, in the
+// bubble's fake time, when the status was sent.
+type stampRecorder struct {
+	*httptest.ResponseRecorder
+	start time.Time
+	at    time.Duration
+}
+
+func (s *stampRecorder) WriteHeader(code int) {
+	if s.at == 0 {
+		s.at = time.Since(s.start)
+	}
+	s.ResponseRecorder.WriteHeader(code)
+}
+
+func (s *stampRecorder) Write(p []byte) (int, error) {
+	if s.at == 0 {
+		s.at = time.Since(s.start)
+	}
+	return s.ResponseRecorder.Write(p)
+}
+
+// lateWrite records what a handler's writes returned after its deadline.
+type lateWrite struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (l *lateWrite) set(err error) { l.mu.Lock(); l.err = err; l.mu.Unlock() }
+func (l *lateWrite) get() error    { l.mu.Lock(); defer l.mu.Unlock(); return l.err }
+
+func TestDeadline(t *testing.T) {
+	t.Parallel()
+	type result struct {
+		rec      *stampRecorder
+		late     *lateWrite
+		panicked any
+	}
+	cases := []struct {
+		name    string
+		opts    timeouts.DeadlineOptions
+		header  http.Header
+		handler func(late *lateWrite) http.Handler
+		check   func(t *testing.T, res result)
+	}{
+		{
+			name: "fast handler is untouched",
+			opts: timeouts.DeadlineOptions{Timeout: time.Second},
+			handler: func(*lateWrite) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					time.Sleep(10 * time.Millisecond)
+					w.Header().Set("X-Handler", "1")
+					_, _ = w.Write([]byte("ok"))
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Code != 200 || res.rec.Body.String() != "ok" || res.rec.Header().Get("X-Handler") != "1" {
+					t.Fatalf("got %d %q %v", res.rec.Code, res.rec.Body, res.rec.Header())
+				}
+			},
+		},
+		{
+			name: "handler ignoring its context gets 503 at the deadline",
+			opts: timeouts.DeadlineOptions{Timeout: time.Second},
+			handler: func(late *lateWrite) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("X-Handler", "secret-detail")
+					time.Sleep(5 * time.Second)
+					_, err := w.Write([]byte("too late"))
+					late.set(err)
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Code != 503 || res.rec.at != time.Second {
+					t.Fatalf("got %d at %v, want 503 at 1s", res.rec.Code, res.rec.at)
+				}
+				if strings.Contains(res.rec.Body.String(), "too late") || res.rec.Header().Get("X-Handler") != "" {
+					t.Fatalf("handler output leaked into the 503: %q %v", res.rec.Body, res.rec.Header())
+				}
+				if res.rec.Header().Get("Connection") != "close" || res.rec.Header().Get("X-Outer") != "kept" {
+					t.Fatalf("503 headers: %v", res.rec.Header())
+				}
+				err := res.late.get()
+				if !errors.Is(err, timeouts.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("late write returned %v", err)
+				}
+			},
+		},
+		{
+			name: "handler honouring its context through httperr gets one 503",
+			opts: timeouts.DeadlineOptions{Timeout: time.Second},
+			handler: func(*lateWrite) http.Handler {
+				return httperr.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+					<-r.Context().Done()
+					return r.Context().Err()
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Code != 503 || res.rec.at != time.Second || res.panicked != nil {
+					t.Fatalf("got %d at %v, panic %v", res.rec.Code, res.rec.at, res.panicked)
+				}
+			},
+		},
+		{
+			name: "handler that began its response and stalls is aborted",
+			opts: timeouts.DeadlineOptions{Timeout: time.Second},
+			handler: func(late *lateWrite) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					_, _ = w.Write([]byte("partial"))
+					w.(http.Flusher).Flush()
+					time.Sleep(3 * time.Second)
+					_, err := w.Write([]byte("more"))
+					late.set(err)
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Code != 200 || res.rec.Body.String() != "partial" {
+					t.Fatalf("got %d %q", res.rec.Code, res.rec.Body)
+				}
+				if res.panicked != http.ErrAbortHandler {
+					t.Fatalf("panic = %v, want http.ErrAbortHandler", res.panicked)
+				}
+				if !errors.Is(res.late.get(), timeouts.ErrTimeout) {
+					t.Fatalf("late write returned %v", res.late.get())
+				}
+			},
+		},
+		{
+			name: "stream route outlives the timeout once started",
+			opts: timeouts.DeadlineOptions{Timeout: time.Second, Stream: true},
+			handler: func(late *lateWrite) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					for i := range 10 {
+						if _, err := w.Write([]byte{'0' + byte(i)}); err != nil {
+							late.set(err)
+							return
+						}
+						w.(http.Flusher).Flush()
+						time.Sleep(500 * time.Millisecond)
+					}
+					late.set(r.Context().Err())
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Code != 200 || res.rec.Body.String() != "0123456789" || res.late.get() != nil {
+					t.Fatalf("got %d %q, err %v", res.rec.Code, res.rec.Body, res.late.get())
+				}
+			},
+		},
+		{
+			name: "stream route that never starts gets 503",
+			opts: timeouts.DeadlineOptions{Timeout: time.Second, Stream: true},
+			handler: func(late *lateWrite) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					<-r.Context().Done()
+					_, err := w.Write([]byte("x"))
+					late.set(err)
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Code != 503 || res.rec.at != time.Second || !errors.Is(res.late.get(), timeouts.ErrTimeout) {
+					t.Fatalf("got %d at %v, late %v", res.rec.Code, res.rec.at, res.late.get())
+				}
+			},
+		},
+		{
+			name:   "websocket upgrade passes through",
+			opts:   timeouts.DeadlineOptions{Timeout: time.Second},
+			header: http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"WebSocket"}},
+			handler: func(late *lateWrite) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					time.Sleep(2 * time.Second)
+					if _, ok := r.Context().Deadline(); ok {
+						late.set(errors.New("upgrade got a deadline"))
+					}
+					w.WriteHeader(http.StatusTeapot)
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Code != http.StatusTeapot || res.late.get() != nil {
+					t.Fatalf("got %d, %v", res.rec.Code, res.late.get())
+				}
+			},
+		},
+		{
+			name: "headers set without a write go out with the implicit 200",
+			opts: timeouts.DeadlineOptions{Timeout: time.Second},
+			handler: func(*lateWrite) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("X-Handler", "1")
+					w.Header().Del("X-Outer")
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Header().Get("X-Handler") != "1" || res.rec.Header().Get("X-Outer") != "" {
+					t.Fatalf("headers %v", res.rec.Header())
+				}
+			},
+		},
+		{
+			name: "explicit status and context deadline",
+			opts: timeouts.DeadlineOptions{Timeout: 2 * time.Second},
+			handler: func(late *lateWrite) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					dl, ok := r.Context().Deadline()
+					if !ok || time.Until(dl) != 2*time.Second {
+						late.set(errors.New("wrong deadline"))
+					}
+					w.WriteHeader(http.StatusCreated)
+					_, _ = w.(interface{ WriteString(string) (int, error) }).WriteString("made")
+				})
+			},
+			check: func(t *testing.T, res result) {
+				if res.rec.Code != 201 || res.rec.Body.String() != "made" || res.late.get() != nil {
+					t.Fatalf("got %d %q %v", res.rec.Code, res.rec.Body, res.late.get())
+				}
+			},
+		},
+	}
+	nested := func(outer, inner time.Duration) func(late *lateWrite) http.Handler {
+		return func(late *lateWrite) http.Handler {
+			return timeouts.Deadline(timeouts.DeadlineOptions{Timeout: outer})(
+				timeouts.Deadline(timeouts.DeadlineOptions{Timeout: inner})(
+					http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						time.Sleep(10 * time.Second) // ignores its context
+						_, err := w.Write([]byte("too late"))
+						late.set(err)
+					})))
+		}
+	}
+	nestedCheck := func(at time.Duration) func(t *testing.T, res result) {
+		return func(t *testing.T, res result) {
+			if res.rec.Code != 503 || res.rec.at != at || res.panicked != nil || !errors.Is(res.late.get(), timeouts.ErrTimeout) {
+				t.Fatalf("got %d at %v, panic %v, late %v; want 503 at %v", res.rec.Code, res.rec.at, res.panicked, res.late.get(), at)
+			}
+		}
+	}
+	cases = append(cases,
+		struct {
+			name    string
+			opts    timeouts.DeadlineOptions
+			header  http.Header
+			handler func(late *lateWrite) http.Handler
+			check   func(t *testing.T, res result)
+		}{name: "nested: the outer deadline is earlier", opts: timeouts.DeadlineOptions{Timeout: time.Hour}, handler: nested(time.Second, 5*time.Second), check: nestedCheck(time.Second)},
+		struct {
+			name    string
+			opts    timeouts.DeadlineOptions
+			header  http.Header
+			handler func(late *lateWrite) http.Handler
+			check   func(t *testing.T, res result)
+		}{name: "nested: the inner deadline is earlier", opts: timeouts.DeadlineOptions{Timeout: time.Hour}, handler: nested(5*time.Second, time.Second), check: nestedCheck(time.Second)},
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				late := new(lateWrite)
+				h := httperr.Install(httperr.Options{Logger: quietLogger})(timeouts.Deadline(tc.opts)(tc.handler(late)))
+				rec := &stampRecorder{ResponseRecorder: httptest.NewRecorder(), start: time.Now()}
+				rec.Header().Set("X-Outer", "kept")
+				req := httptest.NewRequest(http.MethodGet, "/slow", nil)
+				for k, v := range tc.header {
+					req.Header[k] = v
+				}
+				var res result
+				func() {
+					defer func() { res.panicked = recover() }()
+					h.ServeHTTP(rec, req)
+				}()
+				res.rec, res.late = rec, late
+				tc.check(t, res)
+			})
+		})
+	}
+}
+
+// A late Write, WriteHeader, Flush and Hijack after the 503 all fail
+// without touching the connection, while the timer goroutine may be
+// writing: run under -race.
+func TestDeadlineLateCallsRaceFree(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		errs := make(chan error, 4)
+		h := httperr.Install(httperr.Options{Logger: quietLogger})(timeouts.Deadline(timeouts.DeadlineOptions{Timeout: 100 * time.Millisecond})(
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for range 20 { // keep touching the writer across the deadline
+					w.Header().Set("X-Loop", "1")
+					time.Sleep(10 * time.Millisecond)
+				}
+				_, err := w.Write([]byte("late"))
+				errs <- err
+				errs <- http.NewResponseController(w).Flush()
+				_, _, err = http.NewResponseController(w).Hijack()
+				errs <- err
+				w.WriteHeader(http.StatusOK)
+				errs <- nil
+			})))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		for range 3 {
+			if err := <-errs; !errors.Is(err, timeouts.ErrTimeout) {
+				t.Fatalf("late call returned %v", err)
+			}
+		}
+		if rec.Code != 503 || rec.Header().Get("X-Loop") != "" {
+			t.Fatalf("got %d %v", rec.Code, rec.Header())
+		}
+	})
+}
+
+// The handler's context behaves as context.WithDeadline's would: derived
+// contexts, Cause, AfterFunc and the parent's cancellation.
+func TestDeadlineContext(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		cancel bool // the client goes away at 300ms
+		check  func(t *testing.T, ctx context.Context) error
+	}{
+		{"derived context ends with DeadlineExceeded", false, func(t *testing.T, ctx context.Context) error {
+			child, cancel := context.WithTimeout(ctx, time.Hour)
+			defer cancel()
+			if dl, _ := child.Deadline(); time.Until(dl) != time.Second {
+				return errors.New("child deadline not inherited")
+			}
+			<-child.Done()
+			if child.Err() != context.DeadlineExceeded || context.Cause(child) != context.DeadlineExceeded {
+				return errors.New("child: " + child.Err().Error())
+			}
+			return nil
+		}},
+		{"Cause and Err at the deadline", false, func(t *testing.T, ctx context.Context) error {
+			if ctx.Err() != nil {
+				return errors.New("done early")
+			}
+			<-ctx.Done()
+			if ctx.Err() != context.DeadlineExceeded || context.Cause(ctx) != context.DeadlineExceeded {
+				return errors.New("got " + ctx.Err().Error())
+			}
+			return nil
+		}},
+		{"AfterFunc runs at the deadline and stop works", false, func(t *testing.T, ctx context.Context) error {
+			ran := make(chan struct{})
+			context.AfterFunc(ctx, func() { close(ran) })
+			stop := context.AfterFunc(ctx, func() { panic("stopped func ran") })
+			if !stop() {
+				return errors.New("stop failed")
+			}
+			<-ran
+			return nil
+		}},
+		{"client going away cancels", true, func(t *testing.T, ctx context.Context) error {
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			<-child.Done()
+			if time.Since(time.Unix(946684800, 0)) >= time.Second || ctx.Err() != context.Canceled {
+				return errors.New("not cancelled by the parent")
+			}
+			return nil
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				errc := make(chan error, 1)
+				h := httperr.Install(httperr.Options{Logger: quietLogger})(timeouts.Deadline(timeouts.DeadlineOptions{Timeout: time.Second})(
+					http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { errc <- tc.check(t, r.Context()) })))
+				parent, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if tc.cancel {
+					time.AfterFunc(300*time.Millisecond, cancel)
+				}
+				req := httptest.NewRequestWithContext(parent, http.MethodGet, "/", nil)
+				h.ServeHTTP(httptest.NewRecorder(), req)
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait()
+			})
+		})
+	}
+}

@@ -1,0 +1,322 @@
+package timeouts
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestRateReader(t *testing.T) {
+	t.Parallel()
+	type chunk struct {
+		after time.Duration // since the previous chunk
+		n     int
+	}
+	repeat := func(c chunk, times int) []chunk {
+		out := make([]chunk, times)
+		for i := range out {
+			out[i] = c
+		}
+		return out
+	}
+	cases := []struct {
+		name     string
+		chunks   []chunk
+		wantErr  bool
+		wantRead int
+		wantAt   time.Duration // when the read failed (or finished)
+	}{
+		{"steady body above the rate", repeat(chunk{500 * time.Millisecond, 100}, 10), false, 1000, 5 * time.Second},
+		{"one byte a second is cut after one window", repeat(chunk{time.Second, 1}, 30), true, 0, time.Second},
+		{"quota at the end of every window passes", repeat(chunk{900 * time.Millisecond, 100}, 6), false, 600, 5400 * time.Millisecond},
+		{"below the quota is cut", repeat(chunk{110 * time.Millisecond, 9}, 30), true, 81, time.Second},
+		{"first byte later than a window is cut", []chunk{{1500 * time.Millisecond, 500}}, true, 0, time.Second},
+		{"short body finishing inside the window", []chunk{{200 * time.Millisecond, 40}}, false, 40, 200 * time.Millisecond},
+		{"stall after a good start is cut a window later", []chunk{{0, 150}, {10 * time.Second, 10}}, true, 150, 2 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				client, server := net.Pipe()
+				writerDone := make(chan struct{})
+				defer func() { <-writerDone }()
+				go func() {
+					defer close(writerDone)
+					defer client.Close()
+					for _, c := range tc.chunks {
+						time.Sleep(c.after)
+						if _, err := client.Write(bytes.Repeat([]byte{'x'}, c.n)); err != nil {
+							return
+						}
+					}
+				}()
+				start := time.Now()
+				rr := &rateReader{body: server, deadline: server}
+				rr.configure(rateConfig{rate: 100, window: time.Second}, start)
+				got, err := io.ReadAll(rr)
+				at := time.Since(start)
+				_ = rr.Close()
+				if tc.wantErr != (err != nil) {
+					t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+				}
+				if err != nil {
+					var he interface{ Unwrap() error }
+					if !errors.Is(err, ErrBodyTooSlow) || !errors.As(err, &he) {
+						t.Fatalf("err = %v, want ErrBodyTooSlow inside an HTTPError", err)
+					}
+				}
+				if len(got) != tc.wantRead && !(tc.wantErr && len(got) >= tc.wantRead) {
+					t.Fatalf("read %d bytes, want %d", len(got), tc.wantRead)
+				}
+				if at != tc.wantAt {
+					t.Fatalf("finished after %v, want %v", at, tc.wantAt)
+				}
+			})
+		})
+	}
+}
+
+// After the body ends the deadline is cleared, so a handler may work on.
+func TestRateReaderClearsDeadlineAtEOF(t *testing.T) {
+	t.Parallel()
+	rec := &deadlineRecorder{}
+	rr := &rateReader{body: io.NopCloser(strings.NewReader("hello")), deadline: rec}
+	rr.configure(rateConfig{rate: 1, window: time.Second}, time.Now())
+	if _, err := io.ReadAll(rr); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.set) < 2 || !rec.set[len(rec.set)-1].IsZero() {
+		t.Fatalf("deadlines set: %v, want the last one cleared", rec.set)
+	}
+}
+
+type deadlineRecorder struct{ set []time.Time }
+
+func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return nil
+}
+
+func TestWindowQuota(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		rate   int
+		window time.Duration
+		want   int64
+	}{
+		{1024, 10 * time.Second, 10240},
+		{1, time.Millisecond, 1},
+		{100, 1500 * time.Millisecond, 150},
+	} {
+		if got := windowQuota(tc.rate, tc.window); got != tc.want {
+			t.Errorf("windowQuota(%d, %v) = %d, want %d", tc.rate, tc.window, got, tc.want)
+		}
+	}
+}
+
+var tokenCases = []struct {
+	name   string
+	header http.Header
+	want   bool
+}{
+	{"plain", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}, true},
+	{"list and case", http.Header{"Connection": {"keep-alive, UPGRADE"}, "Upgrade": {"WebSocket"}}, true},
+	{"second header line", http.Header{"Connection": {"keep-alive", "upgrade"}, "Upgrade": {"h2c", "websocket"}}, true},
+	{"versioned protocol", http.Header{"Connection": {"upgrade"}, "Upgrade": {"websocket/13"}}, true},
+	{"tabs", http.Header{"Connection": {"\tupgrade\t"}, "Upgrade": {" websocket "}}, true},
+	{"no connection token", http.Header{"Connection": {"keep-alive"}, "Upgrade": {"websocket"}}, false},
+	{"other protocol", http.Header{"Connection": {"upgrade"}, "Upgrade": {"h2c"}}, false},
+	{"substring is not a token", http.Header{"Connection": {"upgraded"}, "Upgrade": {"websockets"}}, false},
+	{"empty", http.Header{}, false},
+}
+
+func TestIsWebSocketUpgrade(t *testing.T) {
+	t.Parallel()
+	for _, tc := range tokenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := isWebSocketUpgrade(tc.header); got != tc.want {
+				t.Fatalf("isWebSocketUpgrade(%v) = %v, want %v", tc.header, got, tc.want)
+			}
+		})
+	}
+}
+
+// naiveHasToken is the reference: split on commas, trim, compare.
+func naiveHasToken(values []string, token string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.Trim(t, " \t")
+			if t == "" {
+				continue // empty list elements carry no token
+			}
+			name, _, _ := strings.Cut(t, "/")
+			if strings.EqualFold(t, token) || (name != "" && strings.EqualFold(name, token)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func FuzzHasToken(f *testing.F) {
+	for _, tc := range tokenCases {
+		f.Add(strings.Join(tc.header["Connection"], "\n"), "upgrade")
+		f.Add(strings.Join(tc.header["Upgrade"], "\n"), "websocket")
+	}
+	f.Fuzz(func(t *testing.T, header, token string) {
+		values := strings.Split(header, "\n")
+		got := hasToken(values, token)
+		if want := naiveHasToken(values, token); got != want {
+			t.Fatalf("hasToken(%q, %q) = %v, reference says %v", values, token, got, want)
+		}
+		if got && token == "" {
+			t.Fatalf("hasToken found the empty token in %q", header)
+		}
+	})
+}
+
+var loopbackCases = []struct {
+	addr string
+	want bool
+}{
+	{"127.0.0.1:6060", true},
+	{"[::1]:80", true},
+	{"localhost:8080", true},
+	{"LOCALHOST:1", true},
+	{"127.9.9.9:1", true},
+	{"[::ffff:127.0.0.1]:1", true},
+	{":8080", false},
+	{"0.0.0.0:80", false},
+	{"[::]:80", false},
+	{"10.0.0.1:80", false},
+	{"example.com:80", false},
+	{"", false},
+}
+
+func TestLoopbackAddr(t *testing.T) {
+	t.Parallel()
+	for _, tc := range loopbackCases {
+		if got := loopbackAddr(tc.addr); got != tc.want {
+			t.Errorf("loopbackAddr(%q) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+}
+
+func FuzzLoopbackAddr(f *testing.F) {
+	for _, tc := range loopbackCases {
+		f.Add(tc.addr)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		if !loopbackAddr(addr) {
+			return
+		}
+		// Property: a loopback answer means the host part names loopback.
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		host = strings.Trim(host, "[]")
+		ip := net.ParseIP(host)
+		if !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+			t.Fatalf("loopbackAddr(%q) = true for host %q", addr, host)
+		}
+	})
+}
+
+var sameHostCases = []struct {
+	from, to string
+	want     bool
+}{
+	{"http://a.example/x", "http://a.example/y", true},
+	{"http://A.example/x", "http://a.EXAMPLE:80/y", true},
+	{"http://a.example/x", "https://a.example/y", true},
+	{"https://a.example/x", "https://a.example:443/y", true},
+	{"http://a.example:8080/x", "http://a.example:8081/y", false},
+	{"http://a.example:8080/x", "https://a.example/y", false},
+	{"http://a.example/x", "http://b.example/y", false},
+	{"http://a.example/x", "http://a.example.evil/y", false},
+	{"http://127.0.0.1:1/", "http://127.0.0.1:2/", false},
+	{"http:///x", "http:///y", false},
+}
+
+func TestSameHost(t *testing.T) {
+	t.Parallel()
+	for _, tc := range sameHostCases {
+		from, _ := url.Parse(tc.from)
+		to, _ := url.Parse(tc.to)
+		if got := sameHost(from, to); got != tc.want {
+			t.Errorf("sameHost(%s, %s) = %v, want %v", tc.from, tc.to, got, tc.want)
+		}
+	}
+}
+
+func FuzzSameHost(f *testing.F) {
+	for _, tc := range sameHostCases {
+		f.Add(tc.from, tc.to)
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		from, err1 := url.Parse(a)
+		to, err2 := url.Parse(b)
+		if err1 != nil || err2 != nil {
+			return
+		}
+		got := sameHost(from, to)
+		// Properties: never across hostnames; always reflexive for a URL
+		// with a host.
+		if got && !strings.EqualFold(from.Hostname(), to.Hostname()) {
+			t.Fatalf("sameHost(%q, %q) crosses hostnames", a, b)
+		}
+		if from.Hostname() != "" && !sameHost(from, from) {
+			t.Fatalf("sameHost(%q, itself) = false", a)
+		}
+	})
+}
+
+var debugPatternCases = []struct {
+	pattern string
+	want    bool
+}{
+	{"/debug/pprof/", true},
+	{"GET /debug/vars", true},
+	{"example.com/debug/pprof/", true},
+	{"/debug/pprof/*", true},
+	{"/", false},
+	{"/*", false},
+	{"GET /{path...}", false},
+	{"", false},
+	{"/api/debug/", false},
+}
+
+func TestIsDebugPattern(t *testing.T) {
+	t.Parallel()
+	for _, tc := range debugPatternCases {
+		if got := isDebugPattern(tc.pattern); got != tc.want {
+			t.Errorf("isDebugPattern(%q) = %v, want %v", tc.pattern, got, tc.want)
+		}
+	}
+}
+
+func FuzzIsDebugPattern(f *testing.F) {
+	for _, tc := range debugPatternCases {
+		f.Add(tc.pattern)
+	}
+	f.Fuzz(func(t *testing.T, pattern string) {
+		// Property: a debug answer means the pattern's path is under
+		// /debug/; a catch-all root never is.
+		if isDebugPattern(pattern) && !strings.Contains(pattern, "/debug/") {
+			t.Fatalf("isDebugPattern(%q) = true", pattern)
+		}
+		if !strings.Contains(pattern, " ") && strings.HasPrefix(pattern, "/debug/") && !isDebugPattern(pattern) {
+			t.Fatalf("isDebugPattern(%q) = false", pattern)
+		}
+	})
+}
