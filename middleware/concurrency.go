@@ -7,7 +7,6 @@ import (
 	"hash/maphash"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,8 +76,9 @@ type ConcurrencyLimitOptions struct {
 	// handler that is still writing after HoldTimeout is cut off too:
 	// keep streaming routes out of the limiter or disable this. If zero,
 	// 30 seconds; negative disables it. It is not applied when the
-	// server's own WriteTimeout is shorter, nor to Upgrade (WebSocket) and
-	// CONNECT requests, whose handlers own the connection.
+	// server's own WriteTimeout is shorter, nor to CONNECT requests. A
+	// handler that hijacks the connection (a WebSocket) leaves it:
+	// net/http clears the connection's deadlines on Hijack.
 	HoldTimeout time.Duration
 }
 
@@ -307,7 +307,10 @@ func (c *ConcurrencyLimit) removeClient(h uint64) {
 // setHold sets the response's write deadline HoldTimeout ahead, unless the
 // server's WriteTimeout is shorter or the handler will own the connection.
 func (c *ConcurrencyLimit) setHold(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodConnect || concIsUpgrade(r.Header) {
+	// Upgrade requests get the deadline too: their headers are the
+	// client's to choose, and a real upgrade hijacks the connection, which
+	// clears its deadlines.
+	if r.Method == http.MethodConnect {
 		return
 	}
 	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok &&
@@ -333,21 +336,6 @@ func concSetWriteDeadline(w http.ResponseWriter, t time.Time) {
 			return
 		}
 	}
-}
-
-// concIsUpgrade reports whether h asks for a protocol upgrade: a
-// Connection header with the "upgrade" token.
-func concIsUpgrade(h http.Header) bool {
-	for _, v := range h["Connection"] {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Running returns the number of requests holding a slot, for metrics.

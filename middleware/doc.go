@@ -166,9 +166,8 @@
 //     round trips per request and must enforce its own timeouts. Requests
 //     whose address is unknown share one count.
 //   - [ConcurrencyLimit] cannot bound a writer without deadlines (a
-//     recorder), a handler that hijacks without an Upgrade header inherits
-//     the hold deadline, WebSocket handlers hold their slot for the life of
-//     the connection, and a slow request body is package timeouts' job.
+//     recorder), WebSocket handlers hold their slot for the life of the
+//     connection, and a slow request body is package timeouts' job.
 //   - [LoadShed] measures latency only while requests arrive, and it sees
 //     the whole process, not only HTTP work.
 //

@@ -238,7 +238,9 @@ func (l *bodyLimiter) configure(r *http.Request, cfg bodyConfig) {
 	if l.started {
 		if cfg.limit < l.limit {
 			l.limit = cfg.limit
-			if l.n > l.limit {
+			// The compressed count too: a decompressor reads ahead, so it
+			// can be past the new limit while the decompressed one is not.
+			if l.n > l.limit || l.rawN > l.limit {
 				l.reject(&http.MaxBytesError{Limit: l.limit})
 			}
 		}
@@ -495,7 +497,7 @@ func (b *rawBody) Read(p []byte) (int, error) {
 	if l.rejected.Load() {
 		return 0, l.cause
 	}
-	room := l.limit - l.rawN
+	room := max(l.limit-l.rawN, 0)
 	if int64(len(p)) > room+1 {
 		p = p[:room+1]
 	}

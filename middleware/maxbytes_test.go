@@ -437,3 +437,47 @@ func TestMaxBytesRefusedHijack(t *testing.T) {
 		t.Errorf("status %d, hijack error %v; want 413 and a MaxBytesError", rec.Code, hijackErr)
 	}
 }
+
+// A MaxBytes below another that lowers the limit after a middleware in
+// between has read part of a decompressed body: the compressed bytes
+// already read can be past the new limit. The next read must fail with
+// 413, not panic on a negative slice bound.
+func TestMaxBytesLowerLimitAfterCompressedRead(t *testing.T) {
+	t.Parallel()
+	// Sixteen bytes, then empty gzip members: the decompressor's read-ahead
+	// takes kilobytes of compressed input that decompress to nothing.
+	body := gzipped(t, []byte("0123456789abcdef"))
+	empty := gzipped(t, nil)
+	for range 1000 {
+		body = append(body, empty...)
+	}
+	peek := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var b [16]byte
+			if _, err := io.ReadFull(r.Body, b[:]); err != nil {
+				t.Errorf("peek: %v", err)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	var res bodyResult
+	h := httperr.Install(httperr.Options{Logger: discardLogger()})(
+		MaxBytes(MaxBytesOptions{Limit: 1 << 20, Decompress: true})(
+			peek(MaxBytes(MaxBytesOptions{Limit: 1024})(bodyHandler("httperr", &res)))))
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	req.ContentLength = -1
+	req.Header.Set("Content-Encoding", "gzip")
+	rec := httptest.NewRecorder()
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				t.Fatalf("panicked: %v", v)
+			}
+		}()
+		h.ServeHTTP(rec, req)
+	}()
+	var mbe *http.MaxBytesError
+	if rec.Code != http.StatusRequestEntityTooLarge || !errors.As(res.err, &mbe) {
+		t.Fatalf("got %d, read error %v; want 413 and a MaxBytesError", rec.Code, res.err)
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/stormcellar/stormcellar/httperr"
 	"github.com/stormcellar/stormcellar/timeouts"
 )
@@ -208,7 +210,11 @@ func TestSlowlorisDefaultServerVersusNewServer(t *testing.T) {
 	t.Logf("  NewServer (ReadHeaderTimeout %v): %d/%d still open, cut after %v..%v, %d refused by caps",
 		headerTimeout, held, conns, minCut.Round(time.Millisecond), maxCut.Round(time.Millisecond), s.RefusedConns())
 	t.Logf("  legitimate requests during the attack: %d ok, %d failed", ok.Load(), failed.Load())
-	if held != 0 || maxCut > headerTimeout+margin || minCut < headerTimeout-200*time.Millisecond {
+	// The lower bound only catches a cut for another reason: the client
+	// takes its start time after the dial returns, and on a loaded machine
+	// its goroutine can run hundreds of milliseconds after the server's
+	// timer started.
+	if held != 0 || maxCut > headerTimeout+margin || minCut < headerTimeout/2 {
 		t.Errorf("NewServer: %d held, cut after %v..%v; want all cut between %v and %v", held, minCut, maxCut, headerTimeout, headerTimeout+margin)
 	}
 	if plainHeld < conns*9/10 {
@@ -349,7 +355,7 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	}
 	wg.Wait()
 	for i, d := range after {
-		if d < 0 || d > idle+2*time.Second || d < idle-200*time.Millisecond {
+		if d < 0 || d > idle+2*time.Second || d < idle/2 { // see the slowloris test on the lower bound
 			t.Fatalf("idle connection %d closed after %v, want about %v", i, d, idle)
 		}
 	}
@@ -617,4 +623,78 @@ func TestDeadlineOnRealServer(t *testing.T) {
 		t.Fatalf("fast: %v %v", resp, err)
 	}
 	_ = resp.Body.Close()
+}
+
+// Upgrade headers are chosen by the client: sent to a route that does not
+// hijack, they must not lift its Deadline (before the fix they exempted
+// the request, so a stuck or slow handler ran with no deadline at all),
+// while a real WebSocket under a short Deadline lives past it.
+func TestDeadlineUpgradeHeadersCannotLiftIt(t *testing.T) {
+	t.Parallel()
+	const deadline = 300 * time.Millisecond
+	ctxDeadline := make(chan bool, 1)
+	mux := http.NewServeMux()
+	mux.Handle("/report", timeouts.Deadline(timeouts.DeadlineOptions{Timeout: deadline})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select { // an expensive, context-aware operation
+			case <-r.Context().Done():
+				httperr.Write(w, r, r.Context().Err())
+			case <-time.After(3 * time.Second):
+				_, _ = io.WriteString(w, "report")
+			}
+		})))
+	mux.Handle("/ws", timeouts.Deadline(timeouts.DeadlineOptions{Timeout: deadline})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.CloseNow()
+			_, has := r.Context().Deadline()
+			ctxDeadline <- has
+			for {
+				typ, msg, err := c.Read(r.Context())
+				if err != nil {
+					return
+				}
+				if err := c.Write(r.Context(), typ, msg); err != nil {
+					return
+				}
+			}
+		})))
+	_, addr, _ := startServer(t, mux, timeouts.ServerOptions{})
+	defer http.DefaultClient.CloseIdleConnections()
+
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/report", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != 503 || took > deadline+time.Second || strings.Contains(string(body), "report") {
+		t.Fatalf("spoofed upgrade: %d %q after %v; want 503 at the %v deadline", resp.StatusCode, body, took, deadline)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if <-ctxDeadline {
+		t.Error("the hijacked handler's context still reports the route deadline")
+	}
+	time.Sleep(2 * deadline)
+	if err := c.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hi" {
+		t.Fatalf("WebSocket after the deadline: %q %v", msg, err)
+	}
+	_ = c.Close(websocket.StatusNormalClosure, "")
 }

@@ -17,9 +17,10 @@ import (
 var _ context.Context = (*guard)(nil)
 
 // Deadline implements [context.Context]: the route deadline, or an earlier
-// one of the parent. A Stream route has only its parent's.
+// one of the parent. A Stream route, and a handler that hijacked the
+// connection, have only their parent's.
 func (g *guard) Deadline() (time.Time, bool) {
-	if g.stream {
+	if g.stream || g.hijacked.Load() {
 		return g.parent.Deadline()
 	}
 	return g.dl, true

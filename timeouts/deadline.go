@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,8 +67,12 @@ type DeadlineOptions struct {
 //   - A 504 comes from the handler itself: an upstream call that timed out
 //     on its own deadline (a client from [NewClient], [WaitFor] with a
 //     shorter limit) is answered 504 by [httperr.Write].
-//   - WebSocket upgrades pass through untouched; Stream routes keep only
-//     the deadline to their first byte.
+//   - A WebSocket (or any other) upgrade leaves the deadline's care when
+//     the handler hijacks the connection: the timer then does nothing, the
+//     connection's deadlines are cleared by net/http, and the context
+//     reports no route deadline. Until then the request is timed like any
+//     other, so Upgrade headers on a route that does not hijack change
+//     nothing. Stream routes keep only the deadline to their first byte.
 //
 // The connection stays busy until the handler returns (the client already
 // has its 503 and was told to close); a handler that never returns still
@@ -101,10 +104,9 @@ type deadlineHandler struct {
 }
 
 func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if isWebSocketUpgrade(r.Header) {
-		d.next.ServeHTTP(w, r)
-		return
-	}
+	// Upgrade requests are not exempted here: the headers are the client's
+	// to choose, so an exemption on them would let any client lift the
+	// deadline of any route. A real upgrade is released by Hijack.
 	st, w, r := reqstate.Ensure(w, r)
 	if st.Writer().Committed() {
 		d.next.ServeHTTP(w, r)
@@ -127,7 +129,9 @@ func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// An earlier deadline outside wins. When it is an enclosing
 		// Deadline's, that one answers and this one only follows its
 		// context; otherwise this one answers at that time.
-		g.dl, delay = pdl, time.Until(pdl)
+		// An outside deadline already past is answered at once: a
+		// negative delay would mean "leave it to the enclosing Deadline".
+		g.dl, delay = pdl, max(time.Until(pdl), 0)
 		if outer, _ := g.parent.Value(deadlineKey{}).(*guard); outer != nil && !outer.stream && outer.dl.Equal(pdl) {
 			delay = -1
 		}
@@ -187,6 +191,7 @@ type guard struct {
 	// it) when the parent ended first.
 	cancelErr error
 	timedOut  atomic.Bool
+	hijacked  atomic.Bool // set with state = stateHijacked, read by Deadline
 
 	// The handler's context (see context.go), under ctxMu.
 	dl         time.Time
@@ -462,6 +467,7 @@ func (g *guard) Hijack() (c net.Conn, brw *bufio.ReadWriter, err error) {
 	c, brw, err = g.rc().Hijack()
 	if err == nil {
 		g.state = stateHijacked
+		g.hijacked.Store(true)
 	}
 	return c, brw, err
 }
@@ -469,31 +475,3 @@ func (g *guard) Hijack() (c net.Conn, brw *bufio.ReadWriter, err error) {
 // Unwrap returns the wrapped writer, for [http.ResponseController]
 // (deadlines, full duplex).
 func (g *guard) Unwrap() http.ResponseWriter { return g.w }
-
-// isWebSocketUpgrade reports whether the headers ask for a WebSocket
-// upgrade: a "upgrade" token in Connection and a "websocket" token in
-// Upgrade, case-insensitively.
-func isWebSocketUpgrade(h http.Header) bool {
-	return hasToken(h["Connection"], "upgrade") && hasToken(h["Upgrade"], "websocket")
-}
-
-// hasToken reports whether a comma-separated header list holds token.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			t = strings.Trim(t, " \t")
-			if t == "" {
-				continue
-			}
-			if strings.EqualFold(t, token) {
-				return true
-			}
-			if i := strings.IndexByte(t, '/'); i > 0 && strings.EqualFold(t[:i], token) {
-				return true // protocol/version, as in "websocket/13"
-			}
-		}
-	}
-	return false
-}

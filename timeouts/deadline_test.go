@@ -181,21 +181,25 @@ func TestDeadline(t *testing.T) {
 			},
 		},
 		{
-			name:   "websocket upgrade passes through",
+			// Upgrade headers are the client's to send: on a route that
+			// does not hijack they must not lift the deadline.
+			name:   "upgrade headers without a hijack keep the deadline",
 			opts:   timeouts.DeadlineOptions{Timeout: time.Second},
 			header: http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"WebSocket"}},
 			handler: func(late *lateWrite) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					time.Sleep(2 * time.Second)
-					if _, ok := r.Context().Deadline(); ok {
-						late.set(errors.New("upgrade got a deadline"))
+					if _, ok := r.Context().Deadline(); !ok {
+						late.set(errors.New("no deadline on the context"))
+						return
 					}
-					w.WriteHeader(http.StatusTeapot)
+					time.Sleep(2 * time.Second)
+					_, err := w.Write([]byte("late"))
+					late.set(err)
 				})
 			},
 			check: func(t *testing.T, res result) {
-				if res.rec.Code != http.StatusTeapot || res.late.get() != nil {
-					t.Fatalf("got %d, %v", res.rec.Code, res.late.get())
+				if res.rec.Code != 503 || res.rec.at != time.Second || !errors.Is(res.late.get(), timeouts.ErrTimeout) {
+					t.Fatalf("got %d at %v, late %v", res.rec.Code, res.rec.at, res.late.get())
 				}
 			},
 		},
@@ -398,4 +402,29 @@ func TestDeadlineContext(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A deadline of the request's context that passed before Deadline ran
+// (time spent in outer middleware under an outer context.WithTimeout) is
+// answered at once with the 503, rather than left to nobody while the
+// handler's writes hit a write deadline in the past.
+func TestDeadlineParentDeadlineAlreadyPast(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		late := new(lateWrite)
+		h := httperr.Install(httperr.Options{Logger: quietLogger})(timeouts.Deadline(timeouts.DeadlineOptions{Timeout: time.Hour})(
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(time.Second) // ignores its context
+				_, err := w.Write([]byte("late"))
+				late.set(err)
+			})))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		time.Sleep(2 * time.Second) // spent above Deadline
+		rec := &stampRecorder{ResponseRecorder: httptest.NewRecorder(), start: time.Now()}
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/slow", nil))
+		if rec.Code != 503 || rec.at != 0 || !errors.Is(late.get(), timeouts.ErrTimeout) {
+			t.Fatalf("got %d at %v, late %v; want 503 at once", rec.Code, rec.at, late.get())
+		}
+	})
 }

@@ -77,8 +77,10 @@
 //     and let the proxy enforce per-client limits.
 //   - A body arriving just above MinBodyRate is accepted for as long as
 //     it keeps that rate; Deadline bounds the handler as a whole.
-//   - Deadline passes WebSocket upgrades through untouched (their
-//     lifetime belongs to the WebSocket layer and the [Registry]).
+//   - Deadline lets a WebSocket go once the handler hijacks the
+//     connection (its lifetime then belongs to the WebSocket layer and the
+//     [Registry]); until the hijack the handshake is timed like any
+//     request, so Upgrade headers alone never lift a route's deadline.
 //   - [CheckServer] can only look into http.ServeMux and chi routers for
 //     debug endpoints.
 //   - net/http writes its own 431 for oversized headers, and its own 400

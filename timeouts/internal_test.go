@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -120,68 +119,6 @@ func TestWindowQuota(t *testing.T) {
 			t.Errorf("windowQuota(%d, %v) = %d, want %d", tc.rate, tc.window, got, tc.want)
 		}
 	}
-}
-
-var tokenCases = []struct {
-	name   string
-	header http.Header
-	want   bool
-}{
-	{"plain", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}, true},
-	{"list and case", http.Header{"Connection": {"keep-alive, UPGRADE"}, "Upgrade": {"WebSocket"}}, true},
-	{"second header line", http.Header{"Connection": {"keep-alive", "upgrade"}, "Upgrade": {"h2c", "websocket"}}, true},
-	{"versioned protocol", http.Header{"Connection": {"upgrade"}, "Upgrade": {"websocket/13"}}, true},
-	{"tabs", http.Header{"Connection": {"\tupgrade\t"}, "Upgrade": {" websocket "}}, true},
-	{"no connection token", http.Header{"Connection": {"keep-alive"}, "Upgrade": {"websocket"}}, false},
-	{"other protocol", http.Header{"Connection": {"upgrade"}, "Upgrade": {"h2c"}}, false},
-	{"substring is not a token", http.Header{"Connection": {"upgraded"}, "Upgrade": {"websockets"}}, false},
-	{"empty", http.Header{}, false},
-}
-
-func TestIsWebSocketUpgrade(t *testing.T) {
-	t.Parallel()
-	for _, tc := range tokenCases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if got := isWebSocketUpgrade(tc.header); got != tc.want {
-				t.Fatalf("isWebSocketUpgrade(%v) = %v, want %v", tc.header, got, tc.want)
-			}
-		})
-	}
-}
-
-// naiveHasToken is the reference: split on commas, trim, compare.
-func naiveHasToken(values []string, token string) bool {
-	for _, v := range values {
-		for _, t := range strings.Split(v, ",") {
-			t = strings.Trim(t, " \t")
-			if t == "" {
-				continue // empty list elements carry no token
-			}
-			name, _, _ := strings.Cut(t, "/")
-			if strings.EqualFold(t, token) || (name != "" && strings.EqualFold(name, token)) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func FuzzHasToken(f *testing.F) {
-	for _, tc := range tokenCases {
-		f.Add(strings.Join(tc.header["Connection"], "\n"), "upgrade")
-		f.Add(strings.Join(tc.header["Upgrade"], "\n"), "websocket")
-	}
-	f.Fuzz(func(t *testing.T, header, token string) {
-		values := strings.Split(header, "\n")
-		got := hasToken(values, token)
-		if want := naiveHasToken(values, token); got != want {
-			t.Fatalf("hasToken(%q, %q) = %v, reference says %v", values, token, got, want)
-		}
-		if got && token == "" {
-			t.Fatalf("hasToken found the empty token in %q", header)
-		}
-	})
 }
 
 var loopbackCases = []struct {

@@ -56,7 +56,7 @@ func TestGracefulShutdownDrainsRequestsAndWebSockets(t *testing.T) {
 	inFlight := make(chan struct{}, 3)
 	hijacked := make(chan struct{}, 1)
 	mux := http.NewServeMux()
-	// A Deadline shorter than the WebSocket's life: upgrades are exempt.
+	// A Deadline shorter than the WebSocket's life: a hijacked connection leaves it.
 	mux.Handle("/ws", timeouts.Deadline(timeouts.DeadlineOptions{Timeout: 100 * time.Millisecond})(http.HandlerFunc(wsEcho)))
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		inFlight <- struct{}{}

@@ -17,10 +17,13 @@ import (
 
 // Addr returns the client address of r: chi's resolved client IP if a
 // ClientIPFrom* middleware ran, else the peer address from r.RemoteAddr.
-// IPv4-mapped IPv6 addresses are unmapped and zones removed. The zero Addr
-// means the address is unknown (a resolver failed closed, or RemoteAddr
-// does not parse); callers must treat it as one shared, untrusted client,
-// never as "no limit".
+// IPv4-mapped IPv6 addresses are unmapped and zones removed.
+//
+// When a resolver failed closed (a forwarded header that does not parse),
+// chi stores nothing and Addr returns the peer: behind a proxy, such
+// requests all count as the proxy's address, one shared bucket. The zero
+// Addr means even the peer is unknown (RemoteAddr does not parse); callers
+// must treat it as one shared, untrusted client too, never as "no limit".
 func Addr(r *http.Request) netip.Addr {
 	if a := chimw.GetClientIPAddr(r.Context()); a.IsValid() {
 		return a.Unmap().WithZone("")
