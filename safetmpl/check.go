@@ -174,7 +174,8 @@ type checker struct {
 }
 
 func (c *checker) walkTemplate(name string, sc *scanner) {
-	key := fmt.Sprintf("%s\x00%d\x00%s\x00%s", name, sc.st, sc.tag.String(), sc.attr.String())
+	key := fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%d\x00%s\x00%t", name, sc.st, sc.tag.String(), sc.attr.String(),
+		sc.url, sc.scheme.String(), sc.scheme.cut)
 	if end, ok := c.done[key]; ok {
 		if end != nil {
 			*sc = *end
@@ -218,14 +219,22 @@ func (c *checker) list(tree *parse.Tree, l *parse.ListNode, sc *scanner) {
 	}
 }
 
-// branch walks both arms from the same state. html/template refuses
-// branches that end in different contexts, so either end state will do.
+// branch walks both arms from the same state; a missing else arm (and a
+// range or with that runs zero times) leaves the start state. html/template
+// refuses branches that end in different contexts, but it does not tell
+// srcdoc from other plain attributes, <base> from other tags, nor a
+// javascript: URL from another one, so the
+// arms can end in scanner states that differ only there: the walk goes on
+// from the arm that would be refused, never from the one that would not.
 func (c *checker) branch(tree *parse.Tree, b *parse.BranchNode, sc *scanner) {
 	start := *sc
 	c.list(tree, b.List, sc)
+	alt := start
 	if b.ElseList != nil {
-		alt := start
 		c.list(tree, b.ElseList, &alt)
+	}
+	if alt.risky() && !sc.risky() {
+		*sc = alt
 	}
 }
 
@@ -321,6 +330,13 @@ func (c *checker) classify(esc []string, sc *scanner) *refusal {
 			return &refusal{ErrScriptContext, "the " + sc.attr.String() + " attribute of a <" + sc.tag.String() + "> tag", "a URL there loads code; write it in the template. Options.InsecureAllowScriptActions allows this"}
 		case has(esc, "jsvalescaper", "jsstrescaper"):
 			return &refusal{ErrScriptContext, "JavaScript", scriptHint}
+		case has(esc, "urlnormalizer", "urlescaper") && !has(esc, "urlfilter") && sc.url != schemeSafe:
+			// html/template filters the scheme only of an action that
+			// starts the URL: after literal "javascript:" (or "java")
+			// the value is only percent-encoded, which a javascript: URL
+			// decodes before it runs.
+			return &refusal{ErrScriptContext, "a javascript: URL in the " + sc.attr.String() + " attribute",
+				"write the scheme in the template (https://, /, ./) or pass the whole URL as data; Options.InsecureAllowScriptActions allows this"}
 		}
 	}
 	if !c.pol.allowStyle {

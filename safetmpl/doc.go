@@ -76,11 +76,16 @@
 //   - [New] refuses, with the file, line and column, every action whose
 //     output would land in JavaScript — a <script> element, an on*
 //     attribute, an attribute of a <script> or <base> start tag (a URL
-//     there loads code), a JS template literal or regular expression —
-//     ([ErrScriptContext]); in CSS — <style>, a style attribute —
+//     there loads code), a URL attribute after a literal javascript: or
+//     vbscript: scheme or where the action could complete the scheme
+//     (href="java{{.}}"; html/template only percent-encodes there, which
+//     a javascript: URL decodes), a JS template literal or regular
+//     expression — ([ErrScriptContext]); in CSS — <style>, a style attribute —
 //     ([ErrStyleContext]); or in markup structure — a tag or attribute
 //     name, an unquoted attribute value, a comment, an srcdoc attribute
-//     ([ErrMarkupContext]). Data reaches scripts through a data island,
+//     ([ErrMarkupContext]). Where {{if}}, {{with}} or {{range}} arms end
+//     in different tags, attributes or schemes (or one arm is skipped),
+//     the check goes on from the arm it would refuse. Data reaches scripts through a data island,
 //     whose JSON escapes <, >, &, U+2028 and U+2029 so that "</script>" and
 //     "<!--" cannot end it.
 //   - A page is executed into a pooled buffer and sent only when it is

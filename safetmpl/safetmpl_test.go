@@ -190,6 +190,19 @@ func TestRefusedActions(t *testing.T) {
 		{"through a partial", safetmpl.Const("p.html", `{{define "v"}}{{.}}{{end}}<a onclick="f({{template "v" .}})">x</a>`), safetmpl.ErrScriptContext, "the onclick attribute"},
 		{"partial inside script", safetmpl.Const("p.html", `{{define "v"}}{{.}}{{end}}<script>f({{template "v" .}})</script>`), safetmpl.ErrScriptContext, "script"},
 		{"in a branch", safetmpl.Const("p.html", `{{if .}}<p>ok</p>{{else}}<script>f({{.}})</script>{{end}}`), safetmpl.ErrScriptContext, "a <script> element"},
+		{"srcdoc named in else", safetmpl.Const("p.html", `<iframe {{if .A}}title{{else}}srcdoc{{end}}="{{.X}}"></iframe>`), safetmpl.ErrMarkupContext, "srcdoc"},
+		{"srcdoc named in with-else", safetmpl.Const("p.html", `<iframe {{with .A}}title{{else}}srcdoc{{end}}="{{.X}}"></iframe>`), safetmpl.ErrMarkupContext, "srcdoc"},
+		{"srcdoc named in range-else", safetmpl.Const("p.html", `<iframe {{range .A}}title{{else}}srcdoc{{end}}="{{.X}}"></iframe>`), safetmpl.ErrMarkupContext, "srcdoc"},
+		{"srcdoc when if is skipped", safetmpl.Const("p.html", `<iframe srcdoc{{if .A}}x{{end}}="{{.X}}"></iframe>`), safetmpl.ErrMarkupContext, "srcdoc"},
+		{"javascript: URL", safetmpl.Const("p.html", `<a href="javascript:{{.}}">x</a>`), safetmpl.ErrScriptContext, "javascript: URL"},
+		{"javascript: URL in iframe src", safetmpl.Const("p.html", `<iframe src=" JavaScript:void({{.}})"></iframe>`), safetmpl.ErrScriptContext, "javascript: URL"},
+		{"javascript: URL with a tab", safetmpl.Const("p.html", "<a href=\"java\tscript:{{.}}\">x</a>"), safetmpl.ErrScriptContext, "javascript: URL"},
+		{"vbscript: URL", safetmpl.Const("p.html", `<form action="vbscript:{{.}}"></form>`), safetmpl.ErrScriptContext, "javascript: URL"},
+		{"scheme behind an entity", safetmpl.Const("p.html", `<a href="javascript&#58;/{{.}}">x</a>`), safetmpl.ErrScriptContext, "javascript: URL"},
+		{"scheme completed by data", safetmpl.Const("p.html", `<a href="java{{.}}">x</a>`), safetmpl.ErrScriptContext, "javascript: URL"},
+		{"javascript: URL in one branch", safetmpl.Const("p.html", `<a href="{{if .A}}/{{else}}javascript:{{end}}{{.X}}">x</a>`), safetmpl.ErrScriptContext, "javascript: URL"},
+		{"javascript: URL through a partial checked before", safetmpl.Const("p.html", `{{define "u"}}{{.}}{{end}}<a href="/{{template "u" .}}">x</a><a href="javascript:{{template "u" .}}">y</a>`), safetmpl.ErrScriptContext, "javascript: URL"},
+		{"base when if is skipped", safetmpl.Const("p.html", `<base{{if .A}}x{{end}} href="{{.X}}">`), safetmpl.ErrScriptContext, "<base> tag"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -690,6 +703,28 @@ func TestPagesAndSharedPatterns(t *testing.T) {
 	for page, want := range map[string]string{"index.html": "<main>home 1</main>", "admin/index.html": "<main>admin 1</main>"} {
 		if got := renderRec(t, set, page, 1, reqState{}).Body.String(); got != want {
 			t.Errorf("%s: %s, want %s", page, got, want)
+		}
+	}
+}
+
+// TestURLActionsAfterAFixedScheme: an action after a scheme, path, query or
+// fragment written in the template is allowed (and escaped as a URL part);
+// only a javascript:/vbscript: prefix, or one the action could complete,
+// is refused (see TestRefusedActions).
+func TestURLActionsAfterAFixedScheme(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{
+		`<a href="https://example.com/u/{{.}}">x</a>`,
+		`<a href="/search?q={{.}}">x</a>`,
+		`<a href="./{{.}}">x</a>`,
+		`<a href="#{{.}}">x</a>`,
+		`<a href="mailto:{{.}}">x</a>`,
+		`<img src="data:image/png;base64,{{.}}">`,
+		`<a href="{{.}}">x</a>`,
+		`<a href="{{.}}/{{.}}">x</a>`,
+	} {
+		if _, err := safetmpl.New(safetmpl.Options{FS: fstest.MapFS{"p.html": {Data: []byte(src)}}}); err != nil {
+			t.Errorf("%s: %v", src, err)
 		}
 	}
 }

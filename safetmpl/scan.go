@@ -1,5 +1,7 @@
 package safetmpl
 
+import "strings"
+
 // scanner follows the HTML structure of a template's literal text far
 // enough to say, at each action, which element and attribute it is in.
 // html/template's escapers already tell the JavaScript and CSS contexts;
@@ -16,7 +18,22 @@ type scanner struct {
 	tag   name // start-tag name, or the raw-text element while in stRaw
 	attr  name // attribute whose name or value is being read
 	match int  // progress through "</tag" in stRaw, or "--" / "-->" in comments
+	// scheme is the literal start of the attribute value being read, up
+	// to a ':', '/', '?' or '#' (what a browser would take as a URL
+	// scheme), and url what it decided; see urlStep.
+	scheme name
+	url    urlScheme
 }
+
+// urlScheme is what the literal text of an attribute value says about the
+// scheme of the URL it would be.
+type urlScheme uint8
+
+const (
+	schemeOpen   urlScheme = iota // nothing decisive yet: an action here can write the scheme
+	schemeSafe                    // a path, query, fragment or a scheme other than the script ones
+	schemeScript                  // javascript:, vbscript:, or a scheme hidden behind an entity or an action
+)
 
 type scanState uint8
 
@@ -194,8 +211,12 @@ func (s *scanner) step(c byte) {
 		case isSpace(c):
 		case c == '"':
 			s.st = stValueDQ
+			s.scheme.reset()
+			s.url = schemeOpen
 		case c == '\'':
 			s.st = stValueSQ
+			s.scheme.reset()
+			s.url = schemeOpen
 		case c == '>':
 			s.endStartTag()
 		default:
@@ -204,10 +225,14 @@ func (s *scanner) step(c byte) {
 	case stValueDQ:
 		if c == '"' {
 			s.st = stInTag
+		} else {
+			s.urlStep(c)
 		}
 	case stValueSQ:
 		if c == '\'' {
 			s.st = stInTag
+		} else {
+			s.urlStep(c)
 		}
 	case stValueUQ:
 		switch {
@@ -240,6 +265,32 @@ func (s *scanner) step(c byte) {
 		default:
 			s.match = 0
 		}
+	}
+}
+
+// urlStep follows the scheme of a quoted attribute value as a browser
+// reads a URL: leading spaces and control characters are dropped, tabs and
+// newlines ignored, letters compared without case. An '&' before the
+// scheme ends could be an entity (javascript&colon;) and counts as a
+// script scheme.
+func (s *scanner) urlStep(c byte) {
+	if s.url != schemeOpen {
+		return
+	}
+	switch {
+	case c <= ' ' && s.scheme.n == 0 && !s.scheme.cut,
+		c == '\t', c == '\n', c == '\r':
+	case c == '/' || c == '?' || c == '#':
+		s.url = schemeSafe
+	case c == '&':
+		s.url = schemeScript
+	case c == ':':
+		s.url = schemeSafe
+		if s.scheme.cut || s.scheme.is("javascript") || s.scheme.is("vbscript") {
+			s.url = schemeScript
+		}
+	default:
+		s.scheme.add(c)
 	}
 }
 
@@ -293,6 +344,10 @@ func (s *scanner) action() {
 		s.attr.cut = true
 	case stBeforeValue:
 		s.st = stValueUQ
+	case stValueDQ, stValueSQ:
+		if s.url == schemeOpen {
+			s.scheme.cut = true // unknown text where the scheme is
+		}
 	case stRaw:
 		s.match = 0
 	}
@@ -306,6 +361,25 @@ func (s *scanner) inStartTag() bool {
 		return true
 	}
 	return false
+}
+
+// risky reports whether the scanner is in a start tag whose name, or an
+// attribute whose name, makes the checks refuse actions in its values.
+func (s *scanner) risky() bool {
+	if !s.inStartTag() {
+		return false
+	}
+	if s.tag.is("script") || s.tag.is("base") {
+		return true
+	}
+	if s.st == stTagName || s.st == stInTag {
+		return false // attr names a finished attribute, if any
+	}
+	if (s.st == stValueDQ || s.st == stValueSQ) && s.url != schemeSafe {
+		return true // an action here may be in a javascript: URL
+	}
+	a := s.attr.local()
+	return a == "srcdoc" || a == "style" || strings.HasPrefix(a, "on")
 }
 
 // inValue reports whether the scanner is in an attribute value.

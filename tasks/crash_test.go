@@ -67,6 +67,16 @@ var crashScenarios = map[string]func(){
 			fmt.Println("unexpected error:", err)
 		}
 	},
+	"tasks.Supervisor typed nil error": func() {
+		s := tasks.New(tasks.Options{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))})
+		s.Detach(context.Background(), "mailer", func(context.Context) error {
+			var e *nilDerefError // a typed nil: a non-nil error whose Error panics
+			return e
+		})
+		if err := s.Shutdown(context.Background()); err != nil {
+			fmt.Println("shutdown:", err)
+		}
+	},
 	"tasks.Pool.DoAll": func() {
 		p := tasks.NewPool(tasks.PoolOptions{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))})
 		err := p.DoAll(context.Background(), func(context.Context) error {
@@ -78,6 +88,12 @@ var crashScenarios = map[string]func(){
 		}
 	},
 }
+
+// nilDerefError is an error type whose Error method reads its receiver, so
+// a nil *nilDerefError returned as an error panics when it is printed.
+type nilDerefError struct{ msg string }
+
+func (e *nilDerefError) Error() string { return "boom: " + e.msg }
 
 // TestPanicsDoNotKillTheProcess runs each scenario in a fresh copy of the
 // test binary (as x/sync's singleflight tests do) and checks that the
@@ -104,6 +120,7 @@ func TestPanicsDoNotKillTheProcess(t *testing.T) {
 		{"x/sync errgroup", false, ""},
 		{"tasks.Supervisor", true, "task panicked"},
 		{"tasks.Singleflight", true, "singleflight call panicked"},
+		{"tasks.Supervisor typed nil error", true, "task panicked"},
 		{"tasks.Pool.DoAll", true, "pool job panicked"},
 	}
 	for _, tt := range tests {

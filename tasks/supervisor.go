@@ -266,12 +266,29 @@ func (s *Supervisor) runOnce(ctx context.Context, name string, fn func(context.C
 			// below and set returned). Report it, and let it go on.
 			err = ErrGoexit
 		}
-		outcome = classify(ctx, err)
-		s.report(ctx, name, outcome, err, time.Since(start))
+		outcome, err = s.finish(ctx, name, err, time.Since(start))
 	}()
 	err = call(ctx, fn)
 	returned = true
 	return outcome, err // outcome is set by the deferred report
+}
+
+// finish classifies, logs and reports one run. It runs outside the
+// recovery of call, so an error whose methods panic (a nil pointer of an
+// error type returned as an error, an Unwrap that panics) is caught here
+// and reported as a *PanicError instead of crashing the process.
+func (s *Supervisor) finish(ctx context.Context, name string, err error, d time.Duration) (outcome Outcome, rerr error) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe := newPanicError(v)
+			outcome, rerr = OutcomePanic, pe
+			defer func() { _ = recover() }() // a logger that panics too is given up on
+			s.report(ctx, name, outcome, pe, d)
+		}
+	}()
+	outcome = classify(ctx, err)
+	s.report(ctx, name, outcome, err, d)
+	return outcome, err
 }
 
 // call runs fn and recovers a panic into a *PanicError. A Goexit passes

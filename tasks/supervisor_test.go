@@ -47,6 +47,10 @@ func TestTaskOutcomes(t *testing.T) {
 		{"error", nil, func(context.Context) error { return errJob }, tasks.OutcomeError, errJob, "task failed", slog.LevelError, 0},
 		{"panic", nil, panickingTask, tasks.OutcomePanic, errJob, "task panicked", slog.LevelError, 0},
 		{"panic(nil)", nil, func(context.Context) error { panic(nil) }, tasks.OutcomePanic, nil, "task panicked", slog.LevelError, 0},
+		{"typed nil error", nil, func(context.Context) error {
+			var e *nilDerefError // its Error method panics when the record is written
+			return e
+		}, tasks.OutcomePanic, nil, "task panicked", slog.LevelError, 0},
 		{"runtime.Goexit", nil, func(context.Context) error { runtime.Goexit(); return nil }, tasks.OutcomeError, tasks.ErrGoexit, "task failed", slog.LevelError, 0},
 		{"deadline", nil, func(ctx context.Context) error {
 			<-ctx.Done()

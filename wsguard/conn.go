@@ -38,7 +38,7 @@ type Conn struct {
 
 	wmu       sync.Mutex // serialises Write, see there
 	closing   atomic.Bool
-	pingFlood atomic.Bool
+	pingFlood atomic.Bool // a ping or pong flood is being closed
 	cause     atomic.Pointer[error]
 	released  atomic.Bool
 	done      chan struct{}
@@ -67,17 +67,30 @@ func (c *Conn) onPing(context.Context, []byte) bool {
 		return false
 	}
 	if !c.lim.Allow() {
-		// Close from another goroutine: this callback runs inside the
-		// reader, which the close handshake needs. Only once.
-		if c.pingFlood.CompareAndSwap(false, true) {
-			go c.violate(websocket.StatusPolicyViolation, "message rate exceeded", ErrRateLimited)
-		}
+		c.controlFlood()
 		return false
 	}
 	return true
 }
 
-func (c *Conn) onPong(context.Context, []byte) { c.touch() }
+// onPong counts pongs against the rate as well: RFC 6455 allows unsolicited
+// pongs, so without this a peer could stream them (each costs the reader a
+// timer) without limit while keeping the connection alive.
+func (c *Conn) onPong(context.Context, []byte) {
+	c.touch()
+	if !c.closing.Load() && !c.lim.Allow() {
+		c.controlFlood()
+	}
+}
+
+// controlFlood closes the connection with 1008, once, from another
+// goroutine: the control-frame callbacks run inside the reader, which the
+// close handshake needs.
+func (c *Conn) controlFlood() {
+	if c.pingFlood.CompareAndSwap(false, true) {
+		go c.violate(websocket.StatusPolicyViolation, "message rate exceeded", ErrRateLimited)
+	}
+}
 
 // Read reads one message of at most Options.MaxMessageBytes. A message
 // over the size limit closes the connection with 1009 and returns an error

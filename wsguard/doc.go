@@ -40,7 +40,7 @@
 //	10000 connections per guard           503 + Retry-After, kind overload, before the upgrade
 //	16 connections per client             429 + Retry-After, kind rate_limit, before the upgrade
 //	32 KiB per message                    close 1009 (message too big)
-//	20 frames/s per connection, burst 40  close 1008 "message rate exceeded"
+//	20 msg/s per connection, burst 40     close 1008 "message rate exceeded"
 //	ping every 25 s, idle cut at 60 s     close 1001 "idle timeout", TCP closed ≤ 1 s later
 //	10 s per write and close handshake    write fails with ErrWriteTimeout, TCP connection cut
 //	ReadJSON: text, one value, known      close 1003 (binary), 1007 (malformed JSON,
@@ -64,8 +64,13 @@
 //   - Pongs are seen only while the handler reads ([Conn.Read],
 //     [Conn.ReadJSON] or [Conn.CloseRead]); a handler that stops reading
 //     for longer than IdleTimeout has its connection closed as idle.
-//   - The rate limit counts frames, not bytes; bytes are bounded by
-//     MaxMessageBytes × the rate.
+//   - The rate limit counts messages, pings and pongs, not bytes; bytes
+//     are bounded by MaxMessageBytes × the rate. The continuation frames
+//     of one fragmented message are not counted one by one
+//     (coder/websocket reads them without a callback), so a peer can send
+//     a stream of empty continuation frames that never completes a
+//     message; it costs the server no more than reading the bytes, and
+//     MaxConnsPerClient bounds how many such streams one client holds.
 //   - Compression (permessage-deflate) is not negotiated, so there is no
 //     decompression bomb to bound.
 //   - encoding/json matches field names case-insensitively and keeps the
@@ -96,7 +101,7 @@
 // defaults to unlimited. The tests in this package show each attack
 // failing against a real listener: TestConnectionFloodRefusedBeforeUpgrade,
 // TestOversizedMessageGets1009, TestMessageFloodGets1008,
-// TestPingFloodGets1008, TestIdlePeerCutByHeartbeat, TestHeartbeatDefaults
+// TestPingFloodGets1008, TestPongFloodGets1008, TestIdlePeerCutByHeartbeat, TestHeartbeatDefaults
 // (fake time), TestMalformedJSONClosed, TestWriteTimeoutCutsSlowReader,
 // TestHubSlowConsumerDropped, TestShutdownSends1001 and
 // TestRegisterOnShutdown.

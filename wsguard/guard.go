@@ -96,10 +96,12 @@ type Options struct {
 	// 1009 (message too big). If zero, 32 KiB (coder/websocket's default).
 	MaxMessageBytes int64
 
-	// MessageRate is the sustained number of frames per second a peer may
-	// send on one connection (data messages and pings); MessageBurst more
-	// may arrive at once. Over it the connection is closed with 1008
-	// (policy violation). If zero, 20 per second.
+	// MessageRate is the sustained number of messages and control frames
+	// per second a peer may send on one connection (data messages, pings
+	// and pongs; a fragmented message counts once, its continuation frames
+	// are not counted); MessageBurst more may arrive at once. Over it the
+	// connection is closed with 1008 (policy violation). If zero, 20 per
+	// second.
 	MessageRate float64
 	// MessageBurst: if zero, twice MessageRate (at least 1).
 	MessageBurst int
@@ -172,6 +174,10 @@ func New(opts Options) (*Guard, error) {
 	neg("PingInterval", opts.PingInterval < 0)
 	neg("IdleTimeout", opts.IdleTimeout < 0)
 	neg("WriteTimeout", opts.WriteTimeout < 0)
+	if math.IsInf(opts.MessageRate, 0) || math.IsNaN(opts.MessageRate) {
+		// rate.Inf would switch the limit off.
+		errs = append(errs, errors.New("wsguard: MessageRate must be finite"))
+	}
 	g := &Guard{
 		policy:    opts.Origin,
 		maxConns:  or(opts.MaxConns, DefaultMaxConns),

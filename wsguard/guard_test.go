@@ -1,10 +1,12 @@
 package wsguard_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -29,6 +31,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"negative per client", wsguard.Options{MaxConnsPerClient: -1}, "MaxConnsPerClient"},
 		{"negative message size", wsguard.Options{MaxMessageBytes: -1}, "MaxMessageBytes"},
 		{"negative rate", wsguard.Options{MessageRate: -1}, "MessageRate"},
+		{"infinite rate", wsguard.Options{MessageRate: math.Inf(1)}, "MessageRate must be finite"},
+		{"NaN rate", wsguard.Options{MessageRate: math.NaN()}, "MessageRate must be finite"},
 		{"idle shorter than ping", wsguard.Options{PingInterval: time.Minute, IdleTimeout: 30 * time.Second}, "longer than PingInterval"},
 		{"idle equal to default ping", wsguard.Options{IdleTimeout: wsguard.DefaultPingInterval}, "longer than PingInterval"},
 	}
@@ -257,6 +261,32 @@ func TestPingFloodGets1008(t *testing.T) {
 	<-rctx.Done()
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("ping flood cut after %v", took)
+	}
+	if err := <-ts.errs; !errors.Is(err, wsguard.ErrRateLimited) {
+		t.Fatalf("handler error %v, want ErrRateLimited", err)
+	}
+}
+
+// TestPongFloodGets1008: unsolicited pongs (which RFC 6455 allows and no
+// browser sends in bulk) count against the rate like pings; a raw client
+// streaming them is closed with 1008 instead of keeping the server busy.
+func TestPongFloodGets1008(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, wsguard.Options{MessageRate: 20, MessageBurst: 10, WriteTimeout: time.Second}, echo)
+	conn, br := rawHandshake(t, ts, "203.0.113.1")
+	defer conn.Close()
+	batch := bytes.Repeat([]byte{0x8A, 0x80, 1, 2, 3, 4}, 1000) // masked empty pongs
+	go func() {
+		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		for range 50 {
+			if _, err := conn.Write(batch); err != nil {
+				return
+			}
+		}
+	}()
+	frames, took := readRawFrames(conn, br, 5*time.Second)
+	if code, reason := closeCode(frames); code != websocket.StatusPolicyViolation || reason != "message rate exceeded" {
+		t.Fatalf("pong flooder got close %d %q after %v, want 1008", code, reason, took)
 	}
 	if err := <-ts.errs; !errors.Is(err, wsguard.ErrRateLimited) {
 		t.Fatalf("handler error %v, want ErrRateLimited", err)
