@@ -380,6 +380,12 @@ func (c *checker) requestFunc(tree *parse.Tree, l *parse.ListNode, i int, n *par
 		// A quoted attribute value that is neither a URL, script nor CSS.
 		ok = one && (esc[0] == "_html_template_attrescaper" || esc[0] == "html") &&
 			(sc.st == stValueDQ || sc.st == stValueSQ)
+		// Browsers hide a nonce from the page only in the nonce attribute
+		// itself; anywhere else an injected style ([data-n^=a]) can read it
+		// a character at a time.
+		if h == fnNonce && !sc.attr.is("nonce") {
+			ok = false
+		}
 		mark = c.marks.nonce
 		if h == fnXSRFToken {
 			mark = c.marks.xsrfToken
@@ -394,7 +400,10 @@ func (c *checker) requestFunc(tree *parse.Tree, l *parse.ListNode, i int, n *par
 	}
 	if !ok {
 		where := "this context"
-		want := "a quoted attribute value, such as nonce=\"{{" + h + "}}\""
+		want := "a quoted attribute value, such as value=\"{{" + h + "}}\""
+		if h == fnNonce {
+			want = "the value of a nonce attribute: nonce=\"{{nonce}}\""
+		}
 		if h == fnXSRFField {
 			want = "HTML text, inside a <form>"
 		}

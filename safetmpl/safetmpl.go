@@ -423,12 +423,12 @@ func (refuseWriter) Write([]byte) (int, error) { return 0, errDryRun }
 // text/template copied them, New fails instead of printing a marker.
 func (s *Set) probe(marks *markers) error {
 	base := template.New("").Funcs(s.funcs)
-	t, err := s.buildPage(base, sourceFile{"probe", `<p title="{{nonce}}">`}, marks, false)
+	t, err := s.buildPage(base, sourceFile{"probe", `<script nonce="{{nonce}}"></script>`}, marks, false)
 	if err != nil {
 		return err
 	}
 	b := &pageBuffer{max: 1 << 10, marks: marks, st: &reqstate.State{Nonce: "n0nce"}}
-	if err := t.Execute(b, nil); err != nil || string(b.buf) != `<p title="n0nce">` {
+	if err := t.Execute(b, nil); err != nil || string(b.buf) != `<script nonce="n0nce"></script>` {
 		return fmt.Errorf("%w: text/template no longer writes text nodes as their own bytes (got %q, %v)",
 			ErrConfig, b.buf, err)
 	}

@@ -347,12 +347,12 @@ func TestTrustedHTML(t *testing.T) {
 func TestNonce(t *testing.T) {
 	t.Parallel()
 	set := mustSet(t, safetmpl.Options{Consts: []safetmpl.ConstFile{
-		safetmpl.Const("p.html", `<script nonce="{{nonce}}" src="/app.js"></script><style nonce='{{nonce}}'>p{}</style><meta name="csp-nonce" content="{{nonce}}">`),
+		safetmpl.Const("p.html", `<script nonce="{{nonce}}" src="/app.js"></script><style nonce='{{nonce}}'>p{}</style>`),
 	}})
 	cases := []struct{ name, nonce, want string }{
-		{"nonce", "r4nd0m+/=", `<script nonce="r4nd0m&#43;/=" src="/app.js"></script><style nonce='r4nd0m&#43;/='>p{}</style><meta name="csp-nonce" content="r4nd0m&#43;/=">`},
-		{"hostile nonce is still escaped", `"><script>`, `<script nonce="&#34;&gt;&lt;script&gt;" src="/app.js"></script><style nonce='&#34;&gt;&lt;script&gt;'>p{}</style><meta name="csp-nonce" content="&#34;&gt;&lt;script&gt;">`},
-		{"no SecureHeaders", "", `<script nonce="" src="/app.js"></script><style nonce=''>p{}</style><meta name="csp-nonce" content="">`},
+		{"nonce", "r4nd0m+/=", `<script nonce="r4nd0m&#43;/=" src="/app.js"></script><style nonce='r4nd0m&#43;/='>p{}</style>`},
+		{"hostile nonce is still escaped", `"><script>`, `<script nonce="&#34;&gt;&lt;script&gt;" src="/app.js"></script><style nonce='&#34;&gt;&lt;script&gt;'>p{}</style>`},
+		{"no SecureHeaders", "", `<script nonce="" src="/app.js"></script><style nonce=''>p{}</style>`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -466,6 +466,9 @@ func TestRequestFuncMisuse(t *testing.T) {
 	}{
 		{"nonce in text", safetmpl.Const("p.html", `<p>{{nonce}}</p>`)},
 		{"nonce in URL", safetmpl.Const("p.html", `<a href="{{nonce}}">x</a>`)},
+		// Outside the nonce attribute, an injected style can read it.
+		{"nonce in a data attribute", safetmpl.Const("p.html", `<p data-n="{{nonce}}">x</p>`)},
+		{"nonce in a meta tag", safetmpl.Const("p.html", `<meta name="csp-nonce" content="{{nonce}}">`)},
 		{"nonce piped", safetmpl.Const("p.html", `<p title="{{nonce | printf "%s"}}">x</p>`)},
 		{"nonce as argument", safetmpl.Const("p.html", `<p title="{{printf "%s" nonce}}">x</p>`)},
 		{"nonce in variable", safetmpl.Const("p.html", `{{$n := nonce}}<p title="{{$n}}">x</p>`)},
