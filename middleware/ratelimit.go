@@ -85,7 +85,10 @@ type RateLimitOptions struct {
 	Store httprate.LimitCounter
 	// Scope is put in front of every key sent to Store, so that several
 	// limiters (or applications) sharing one store keep separate counts.
-	// Required when Store is set; ignored otherwise.
+	// Required when Store is set; ignored otherwise. NewRateLimit calls
+	// the store's Config with Limit and Window, and an httprate
+	// LimitCounter holds one window: limiters that share a store must use
+	// the same Window, and must not be built concurrently.
 	Scope string
 	// MaxKeys caps how many clients the in-memory store tracks at once
 	// (clients seen in the current or the previous window). When it is

@@ -400,11 +400,13 @@ func (limFailStore) IncrementBy(string, time.Time, int) error { return errLimSto
 
 func TestRateLimitStoreFailure(t *testing.T) {
 	t.Parallel()
-	store := limFailStore{httprate.NewLocalLimitCounter(time.Minute)}
+	// One store per subtest: NewRateLimit configures the store it is
+	// given, so parallel subtests must not share one.
+	newStore := func() limFailStore { return limFailStore{httprate.NewLocalLimitCounter(time.Minute)} }
 
 	t.Run("fail closed by default", func(t *testing.T) {
 		t.Parallel()
-		rl, err := NewRateLimit(RateLimitOptions{Store: store, Scope: "s"})
+		rl, err := NewRateLimit(RateLimitOptions{Store: newStore(), Scope: "s"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -427,7 +429,7 @@ func TestRateLimitStoreFailure(t *testing.T) {
 	t.Run("InsecureFailOpen lets through and warns once", func(t *testing.T) {
 		t.Parallel()
 		sink := &limLogSink{}
-		rl, err := NewRateLimit(RateLimitOptions{Store: store, Scope: "s", InsecureFailOpen: true,
+		rl, err := NewRateLimit(RateLimitOptions{Store: newStore(), Scope: "s", InsecureFailOpen: true,
 			Logger: slog.New(slog.NewTextHandler(sink, nil))})
 		if err != nil {
 			t.Fatal(err)
