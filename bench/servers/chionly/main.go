@@ -8,42 +8,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/stormcellar/stormcellar/bench/internal/stack"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8083", "loopback `host:port` to listen on")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `file` until the server stops")
-	flag.Parse()
-	if err := stack.CheckLoopback(*addr); err != nil {
-		fmt.Fprintln(os.Stderr, "chionly:", err)
-		os.Exit(2)
-	}
-	stopProfile, err := stack.StartCPUProfile(*cpuprofile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chionly:", err)
-		os.Exit(1)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	srv := stack.ChiOnlyServer(stack.ChiOnly())
-	srv.Addr = *addr
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	err = srv.ListenAndServe()
-	stopProfile()
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintln(os.Stderr, "chionly:", err)
-		os.Exit(1)
-	}
+	stack.Main("chionly", "127.0.0.1:8083", func(ctx context.Context, addr string) error {
+		return stack.ServeUntil(ctx, stack.ChiOnlyServer(stack.ChiOnly()), addr)
+	})
 }
