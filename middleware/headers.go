@@ -222,7 +222,7 @@ func (m *SecureHeaders) Handler(next http.Handler) http.Handler {
 			st, w, r = reqstate.Ensure(w, r)
 			policy, nonce := m.noncePolicy()
 			st.Nonce = nonce
-			h[m.cspKey] = []string{policy}
+			h[m.cspKey] = st.CSPHeader(policy)
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -124,27 +124,87 @@ func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		parent: r.Context(),
 	}
 	delay := d.timeout
-	g.dl = time.Now().Add(delay)
+	now := time.Now()
+	g.dl = now.Add(delay)
 	if pdl, ok := g.parent.Deadline(); ok && !pdl.After(g.dl) {
 		// An earlier deadline outside wins. When it is an enclosing
 		// Deadline's, that one answers and this one only follows its
 		// context; otherwise this one answers at that time.
 		// An outside deadline already past is answered at once: a
 		// negative delay would mean "leave it to the enclosing Deadline".
-		g.dl, delay = pdl, max(time.Until(pdl), 0)
+		g.dl, delay = pdl, max(pdl.Sub(now), 0)
 		if outer, _ := g.parent.Value(deadlineKey{}).(*guard); outer != nil && !outer.stream && outer.dl.Equal(pdl) {
 			delay = -1
 		}
 	}
 	_ = g.rc().SetWriteDeadline(g.dl)
 	if delay >= 0 {
-		g.timer = time.AfterFunc(delay, g.expire)
+		g.startTimer(delay, now)
 	}
+	// The handler's request is a copy carrying the guard as its context,
+	// kept in the guard: WithContext is inlined, so its own copy stays on
+	// the stack.
+	g.req = *r.WithContext(g)
 
 	normal := false
 	defer g.finish(&normal)
-	d.next.ServeHTTP(g, r.WithContext(g))
+	d.next.ServeHTTP(g, &g.req)
 	normal = true
+}
+
+// A timerCell is a reusable timer whose function expires the guard it is
+// lent to. Requests that finish before their deadline (nearly all) stop
+// the timer and return the cell to timerCells, so a Deadline costs no
+// timer allocation per request.
+type timerCell struct {
+	t *time.Timer
+	g atomic.Pointer[guard]
+}
+
+var timerCells = sync.Pool{New: func() any {
+	c := new(timerCell)
+	c.t = time.AfterFunc(time.Hour, c.fire)
+	c.t.Stop()
+	return c
+}}
+
+func (c *timerCell) fire() {
+	if g := c.g.Load(); g != nil {
+		g.expire()
+	}
+}
+
+// startTimer arranges for g.expire to run after delay; now is the time
+// the delay counts from.
+func (g *guard) startTimer(delay time.Duration, now time.Time) {
+	if now == now.Round(0) {
+		// No monotonic clock reading: the request runs in a
+		// testing/synctest bubble, whose timers follow the bubble's fake
+		// clock and must not be used outside it. It gets a timer of its
+		// own, which never goes back to the pool.
+		g.timer = time.AfterFunc(delay, g.expire)
+		return
+	}
+	c := timerCells.Get().(*timerCell)
+	c.g.Store(g)
+	c.t.Reset(delay)
+	g.cell = c
+}
+
+// stopTimer stops the timer; a pooled one that had not fired goes back to
+// the pool (one that fired, or is firing, is left to the collector).
+func (g *guard) stopTimer() {
+	if c := g.cell; c != nil {
+		g.cell = nil
+		if c.t.Stop() {
+			c.g.Store(nil)
+			timerCells.Put(c)
+		}
+		return
+	}
+	if g.timer != nil {
+		g.timer.Stop()
+	}
 }
 
 // deadlineKey finds the innermost enclosing Deadline's guard.
@@ -170,8 +230,11 @@ type guard struct {
 	w      http.ResponseWriter
 	d      *deadlineHandler
 	stream bool
-	timer  *time.Timer
+	timer  *time.Timer     // in a synctest bubble
+	cell   *timerCell      // elsewhere
 	parent context.Context // the request's context before Deadline
+
+	req http.Request // the handler's request (handler)
 
 	// What the 503 needs of the request: the request as Deadline received
 	// it (the handler gets a copy, so its fields do not change) and the
@@ -284,9 +347,7 @@ func (g *guard) errorRequest() *http.Request {
 
 // finish runs on the handler's goroutine when it returns or panics.
 func (g *guard) finish(normal *bool) {
-	if g.timer != nil {
-		g.timer.Stop()
-	}
+	g.stopTimer()
 	g.mu.Lock()
 	hijacked := g.state == stateHijacked
 	g.state = stateDone
@@ -365,13 +426,26 @@ func (g *guard) Header() http.Header {
 	}
 	g.mu.Lock()
 	if g.state == stateRunning && !g.timedOut.Load() {
-		g.h = g.w.Header().Clone()
+		g.h = privateHeader(g.w.Header())
 	}
 	g.mu.Unlock()
 	if g.h == nil {
 		g.h = make(http.Header) // past the deadline: a throwaway map
 	}
 	return g.h
+}
+
+// privateHeader returns a copy of h for the handler, sized for one more
+// header (the handler's Content-Type, usually). The value slices are
+// shared, with their capacity cut to their length, so that an Add on
+// either map copies instead of writing into the other's array; the
+// values themselves are read-only, as everywhere in net/http.
+func privateHeader(h http.Header) http.Header {
+	p := make(http.Header, len(h)+1)
+	for k, v := range h {
+		p[k] = v[:len(v):len(v)]
+	}
+	return p
 }
 
 // WriteHeader implements [http.ResponseWriter]. After the deadline it does

@@ -3,8 +3,10 @@ package timeouts_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -427,4 +429,70 @@ func TestDeadlineParentDeadlineAlreadyPast(t *testing.T) {
 			t.Fatalf("got %d at %v, late %v; want 503 at once", rec.Code, rec.at, late.get())
 		}
 	})
+}
+
+// TestDeadlinePooledTimersOnLoopback runs fast and stuck handlers side by
+// side through one Deadline on a real server and the real clock, where
+// the timers come from the pool: every stuck request gets its 503, every
+// fast one its own 200, whatever timer a request before it left behind.
+func TestDeadlinePooledTimersOnLoopback(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	h := timeouts.Deadline(timeouts.DeadlineOptions{Timeout: 200 * time.Millisecond})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id := r.URL.Query().Get("id")
+			if r.URL.Query().Has("stuck") {
+				<-release // ignores its context
+			}
+			w.Header().Set("X-Id", id)
+			_, _ = w.Write([]byte(id))
+		}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer close(release)
+	client := srv.Client()
+	client.Timeout = 10 * time.Second
+
+	const n = 120
+	type result struct {
+		status int
+		id     string
+		body   string
+		err    error
+	}
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			url := srv.URL + "/?id=" + strconv.Itoa(i)
+			if i%3 == 0 {
+				url += "&stuck"
+			}
+			resp, err := client.Get(url)
+			if err != nil {
+				results[i].err = err
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			results[i] = result{resp.StatusCode, resp.Header.Get("X-Id"), string(b), err}
+		}()
+		if i%10 == 9 {
+			time.Sleep(20 * time.Millisecond) // spread the requests over several deadlines
+		}
+	}
+	wg.Wait()
+	for i, res := range results {
+		want := strconv.Itoa(i)
+		switch {
+		case res.err != nil:
+			t.Errorf("request %d: %v", i, res.err)
+		case i%3 == 0 && (res.status != http.StatusServiceUnavailable || res.id != ""):
+			t.Errorf("stuck request %d: status %d, X-Id %q; want 503 with no X-Id", i, res.status, res.id)
+		case i%3 != 0 && (res.status != http.StatusOK || res.id != want || res.body != want):
+			t.Errorf("fast request %d: status %d, X-Id %q, body %q; want 200 and %q", i, res.status, res.id, res.body, want)
+		}
+	}
 }

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -256,4 +259,61 @@ func FuzzIsDebugPattern(f *testing.F) {
 			t.Fatalf("isDebugPattern(%q) = false", pattern)
 		}
 	})
+}
+
+// TestDeadlineTimerKinds checks the timer a Deadline takes: a pooled one
+// on the real clock, a private one in a synctest bubble (a bubble's timer
+// must never reach the pool, and a pooled one must never run in a
+// bubble), and that a pooled timer stopped in time goes back unfired.
+func TestDeadlineTimerKinds(t *testing.T) {
+	g := &guard{}
+	g.startTimer(time.Hour, time.Now())
+	if g.cell == nil || g.timer != nil {
+		t.Fatalf("real clock: cell %v, timer %v; want a pooled cell", g.cell, g.timer)
+	}
+	c := g.cell
+	if c.g.Load() != g {
+		t.Fatal("the cell does not point at its guard")
+	}
+	g.stopTimer()
+	if g.cell != nil || c.g.Load() != nil {
+		t.Fatal("a stopped cell still points at its guard")
+	}
+
+	synctest.Test(t, func(t *testing.T) {
+		g := &guard{}
+		g.startTimer(time.Hour, time.Now())
+		if g.cell != nil || g.timer == nil {
+			t.Fatalf("bubble: cell %v, timer %v; want a timer of its own", g.cell, g.timer)
+		}
+		g.stopTimer()
+	})
+}
+
+// TestPrivateHeader checks the handler's copy of the headers: equal, its
+// own map, and sized so that an Add on either side cannot write into the
+// other's value array.
+func TestPrivateHeader(t *testing.T) {
+	shared := make([]string, 1, 4)
+	shared[0] = "Accept"
+	real := http.Header{"Vary": shared, "X-Frame-Options": {"DENY"}}
+	p := privateHeader(real)
+	if !reflect.DeepEqual(p, real) {
+		t.Fatalf("copy %v, want %v", p, real)
+	}
+	p.Add("Vary", "Cookie")
+	real.Add("Vary", "Origin")
+	if got := p["Vary"]; !slices.Equal(got, []string{"Accept", "Cookie"}) {
+		t.Errorf("private Vary = %q after both Adds", got)
+	}
+	if got := real["Vary"]; !slices.Equal(got, []string{"Accept", "Origin"}) {
+		t.Errorf("real Vary = %q after both Adds", got)
+	}
+	p.Del("X-Frame-Options")
+	if real.Get("X-Frame-Options") != "DENY" {
+		t.Error("a Del on the copy reached the real headers")
+	}
+	if p := privateHeader(http.Header{}); p == nil {
+		t.Error("copy of an empty header is nil")
+	}
 }

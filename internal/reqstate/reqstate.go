@@ -4,9 +4,10 @@
 // has been committed or hijacked.
 //
 // The state is created once per request by whichever stormcellar middleware
-// runs first ([Ensure]); every later one reuses it, so the cost (two
-// allocations: the state, which is also the request's context, and the
-// request copy) is paid once however many packages are stacked.
+// runs first ([Ensure]); every later one reuses it, so the cost (one
+// allocation: the state, which is also the request's context and holds the
+// request copy that carries it) is paid once however many packages are
+// stacked.
 package reqstate
 
 import (
@@ -47,6 +48,14 @@ type State struct {
 
 	w Writer
 
+	// req is the copy of the request that carries the state as its
+	// context, stored here to save an allocation.
+	req http.Request
+
+	// cspHdr holds the Content-Security-Policy header value of this
+	// response (see CSPHeader).
+	cspHdr [1]string
+
 	// Storage for a generated id and the one-element header value that
 	// carries it, so that generating one allocates nothing.
 	idHdr [1]string
@@ -82,7 +91,18 @@ func Ensure(w http.ResponseWriter, r *http.Request) (*State, http.ResponseWriter
 	}
 	st := &State{Context: r.Context()}
 	st.w.rw = w
-	return st, &st.w, r.WithContext(st)
+	// WithContext is inlined, so its copy stays on the stack and is
+	// copied into the state: one allocation for both.
+	st.req = *r.WithContext(st)
+	return st, &st.w, &st.req
+}
+
+// CSPHeader returns a header value holding policy, stored in the state so
+// that setting it allocates nothing; it has capacity 1, so an append by
+// anyone else copies it.
+func (s *State) CSPHeader(policy string) []string {
+	s.cspHdr[0] = policy
+	return s.cspHdr[:1:1]
 }
 
 // Writer returns the tracking writer created with the state.
