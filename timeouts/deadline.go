@@ -211,7 +211,7 @@ func (g *guard) stopTimer() {
 type deadlineKey struct{}
 
 const (
-	stateRunning = iota
+	stateRunning uint8 = iota
 	stateHijacked
 	stateDone
 )
@@ -229,7 +229,6 @@ func (g *guard) rc() *http.ResponseController { return http.NewResponseControlle
 type guard struct {
 	w      http.ResponseWriter
 	d      *deadlineHandler
-	stream bool
 	timer  *time.Timer     // in a synctest bubble
 	cell   *timerCell      // elsewhere
 	parent context.Context // the request's context before Deadline
@@ -244,26 +243,31 @@ type guard struct {
 	path   string
 	accept []string
 
-	h         http.Header // (handler) private headers until commit
-	committed bool        // written under mu (by the handler, or an inner Deadline's timer); the status was sent
+	h http.Header // (handler) private headers until commit
 
-	mu    sync.Mutex
-	state int  // (mu)
-	wrote bool // (mu) the timer wrote the 503
 	// cancelErr is set (under mu, read by the timer goroutine that set
 	// it) when the parent ended first.
 	cancelErr error
-	timedOut  atomic.Bool
-	hijacked  atomic.Bool // set with state = stateHijacked, read by Deadline
 
 	// The handler's context (see context.go), under ctxMu.
 	dl         time.Time
-	ctxMu      sync.Mutex
 	err        error
 	done       chan struct{}
-	watching   bool
 	stopParent func() bool
 	afterFuncs []*afterFunc
+
+	mu       sync.Mutex
+	ctxMu    sync.Mutex
+	timedOut atomic.Bool
+	hijacked atomic.Bool // set with state = stateHijacked, read by Deadline
+
+	// The small fields last, together, so that the guard fits a smaller
+	// allocation size class.
+	state     uint8 // (mu)
+	stream    bool
+	committed bool // written under mu (by the handler, or an inner Deadline's timer); the status was sent
+	wrote     bool // (mu) the timer wrote the 503
+	watching  bool // (ctxMu)
 }
 
 // expire runs on the timer's goroutine at the deadline.
