@@ -137,7 +137,9 @@ func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delay = -1
 		}
 	}
-	_ = g.rc().SetWriteDeadline(g.dl)
+	// The write deadline is set when the response is committed (see
+	// commit), not here: only writes need it, and a request costs one
+	// deadline change less.
 	if delay >= 0 {
 		g.startTimer(delay, now)
 	}
@@ -268,6 +270,8 @@ type guard struct {
 	committed bool // written under mu (by the handler, or an inner Deadline's timer); the status was sent
 	wrote     bool // (mu) the timer wrote the 503
 	watching  bool // (ctxMu)
+
+	ownWriteDeadline bool // (handler) the handler set the write deadline itself
 }
 
 // expire runs on the timer's goroutine at the deadline.
@@ -414,7 +418,21 @@ func (g *guard) commit(code int) bool {
 	g.h = nil
 	g.w.WriteHeader(code)
 	g.committed = true
+	if !g.stream && !g.ownWriteDeadline {
+		// After WriteHeader, which may pass through an enclosing
+		// Deadline's commit: the innermost, earliest deadline is set
+		// last. Nothing has reached the connection yet.
+		_ = g.rc().SetWriteDeadline(g.dl)
+	}
 	return true
+}
+
+// SetWriteDeadline sets the connection's write deadline, as
+// [http.ResponseController] does; a deadline the handler chose is not
+// replaced by the route's when the response is committed.
+func (g *guard) SetWriteDeadline(t time.Time) error {
+	g.ownWriteDeadline = true
+	return g.rc().SetWriteDeadline(t)
 }
 
 // Header implements [http.ResponseWriter]. Until the response is
@@ -468,6 +486,9 @@ func (g *guard) WriteHeader(code int) {
 		defer g.mu.Unlock()
 		if g.state == stateRunning && !g.timedOut.Load() {
 			g.syncHeader()
+			if !g.ownWriteDeadline {
+				_ = g.rc().SetWriteDeadline(g.dl) // net/http writes it at once
+			}
 			g.w.WriteHeader(code)
 		}
 		return

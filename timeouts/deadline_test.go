@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -494,5 +495,62 @@ func TestDeadlinePooledTimersOnLoopback(t *testing.T) {
 		case i%3 != 0 && (res.status != http.StatusOK || res.id != want || res.body != want):
 			t.Errorf("fast request %d: status %d, X-Id %q, body %q; want 200 and %q", i, res.status, res.id, res.body, want)
 		}
+	}
+}
+
+// deadlineRecorder records the write deadlines set on it, in the bubble's
+// time since start.
+type deadlineRecorder struct {
+	*httptest.ResponseRecorder
+	start time.Time
+	mu    sync.Mutex
+	set   []time.Duration // zero time recorded as -1
+}
+
+func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t.IsZero() {
+		d.set = append(d.set, -1)
+	} else {
+		d.set = append(d.set, t.Sub(d.start))
+	}
+	return nil
+}
+
+// TestDeadlineWriteDeadlines checks the connection write deadlines a
+// Deadline sets: the route deadline when the response is committed, and
+// WriteTimeout past it for the final flush; a deadline the handler sets
+// itself before writing is not replaced.
+func TestDeadlineWriteDeadlines(t *testing.T) {
+	t.Parallel()
+	opts := timeouts.DeadlineOptions{Timeout: 5 * time.Second, WriteTimeout: 2 * time.Second}
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		want    []time.Duration
+	}{
+		{"writes", func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(time.Second)
+			_, _ = w.Write([]byte("ok"))
+		}, []time.Duration{5 * time.Second, 7 * time.Second}},
+		{"writes nothing", func(w http.ResponseWriter, r *http.Request) {}, []time.Duration{7 * time.Second}},
+		{"own deadline", func(w http.ResponseWriter, r *http.Request) {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+			_, _ = w.Write([]byte("ok"))
+		}, []time.Duration{-1, 7 * time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder(), start: time.Now()}
+				timeouts.Deadline(opts)(tc.handler).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+				if rec.Code != http.StatusOK {
+					t.Fatalf("status %d", rec.Code)
+				}
+				if !slices.Equal(rec.set, tc.want) {
+					t.Errorf("write deadlines set %v, want %v", rec.set, tc.want)
+				}
+			})
+		})
 	}
 }

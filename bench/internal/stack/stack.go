@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"runtime/pprof"
@@ -40,6 +41,40 @@ func Hello(w http.ResponseWriter, _ *http.Request) {
 
 // Bare is the hello handler with nothing in front of it.
 func Bare() http.Handler { return http.HandlerFunc(Hello) }
+
+// FullResponseHeaders returns the headers the full stack sends with the
+// hello response (security headers, request id, Content-Type), taken from
+// one request served in process through FullLayers: the same names and
+// value lengths as on the wire, with one fixed nonce and request id.
+func FullResponseHeaders() (http.Header, error) {
+	layers, err := FullLayers(FullOptions{})
+	if err != nil {
+		return nil, err
+	}
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	r.RemoteAddr = "127.0.0.1:40000"
+	r.Header.Set("X-Forwarded-Proto", "https")
+	w := httptest.NewRecorder()
+	Wrap(layers, Bare()).ServeHTTP(w, r)
+	if w.Code != http.StatusOK || w.Body.String() != Body {
+		return nil, fmt.Errorf("full stack answered %d %q, want 200 %q", w.Code, w.Body.String(), Body)
+	}
+	return w.Result().Header, nil
+}
+
+// BareWithHeaders is the hello handler sending h (from
+// FullResponseHeaders) as fixed values: what the full stack's response
+// bytes alone cost, without any of its work.
+func BareWithHeaders(h http.Header) http.Handler {
+	h = h.Clone()
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		dst := w.Header()
+		for k, v := range h {
+			dst[k] = v
+		}
+		_, _ = w.Write(body)
+	})
+}
 
 // Loopback is the proxy tier of the benchmark: the load generator on the
 // same host, which says the request came over HTTPS (X-Forwarded-Proto),
