@@ -370,6 +370,11 @@ func (g *guard) finish(normal *bool) {
 			if v := recover(); v != nil && v != http.ErrAbortHandler {
 				panic(v)
 			}
+		} else if !hijacked && !g.timedOut.Load() {
+			// The panic goes on to a recoverer, whose error page must not
+			// meet a write deadline left by an earlier request on the
+			// connection (this one set none if it wrote nothing).
+			_ = g.rc().SetWriteDeadline(g.dl.Add(g.d.writeTimeout))
 		}
 		return
 	}

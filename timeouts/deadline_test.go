@@ -554,3 +554,26 @@ func TestDeadlineWriteDeadlines(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadlinePanicRefreshesWriteDeadline checks that a handler that
+// panics before writing leaves a fresh write deadline for the recoverer's
+// error page, not one from an earlier request on the same connection.
+func TestDeadlinePanicRefreshesWriteDeadline(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder(), start: time.Now()}
+		h := timeouts.Deadline(timeouts.DeadlineOptions{Timeout: 5 * time.Second, WriteTimeout: 2 * time.Second})(
+			http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+		func() {
+			defer func() {
+				if v := recover(); v != "boom" {
+					t.Errorf("recovered %v, want the handler's panic", v)
+				}
+			}()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		}()
+		if want := []time.Duration{7 * time.Second}; !slices.Equal(rec.set, want) {
+			t.Errorf("write deadlines set %v, want %v", rec.set, want)
+		}
+	})
+}
