@@ -115,6 +115,7 @@ func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = st.RequestID() // fixed now: the timer goroutine only reads it
 
 	g := &guard{
+		st:     st,
 		w:      w,
 		d:      d,
 		stream: d.stream,
@@ -229,6 +230,7 @@ func (g *guard) rc() *http.ResponseController { return http.NewResponseControlle
 // (handler) are only touched by the handler's goroutine; fields marked
 // (mu) by whoever holds mu; timedOut is atomic.
 type guard struct {
+	st     *reqstate.State
 	w      http.ResponseWriter
 	d      *deadlineHandler
 	timer  *time.Timer     // in a synctest bubble
@@ -271,7 +273,9 @@ type guard struct {
 	wrote     bool // (mu) the timer wrote the 503
 	watching  bool // (ctxMu)
 
-	ownWriteDeadline bool // (handler) the handler set the write deadline itself
+	// ownWriteDeadline is set when the handler (or an inner Deadline)
+	// set the write deadline itself.
+	ownWriteDeadline atomic.Bool
 }
 
 // expire runs on the timer's goroutine at the deadline.
@@ -374,7 +378,7 @@ func (g *guard) finish(normal *bool) {
 			// The panic goes on to a recoverer, whose error page must not
 			// meet a write deadline left by an earlier request on the
 			// connection (this one set none if it wrote nothing).
-			_ = g.rc().SetWriteDeadline(g.dl.Add(g.d.writeTimeout))
+			g.finalWriteDeadline()
 		}
 		return
 	}
@@ -395,9 +399,7 @@ func (g *guard) finish(normal *bool) {
 		// 200.
 		g.syncHeader()
 	}
-	// The handler finished before the deadline: the final flush gets
-	// WriteTimeout past it (no clock read needed).
-	_ = g.rc().SetWriteDeadline(g.dl.Add(g.d.writeTimeout))
+	g.finalWriteDeadline()
 }
 
 // syncHeader replaces the real headers with the handler's own (mu held,
@@ -423,11 +425,11 @@ func (g *guard) commit(code int) bool {
 	g.h = nil
 	g.w.WriteHeader(code)
 	g.committed = true
-	if !g.stream && !g.ownWriteDeadline {
+	if !g.stream && !g.ownWriteDeadline.Load() {
 		// After WriteHeader, which may pass through an enclosing
 		// Deadline's commit: the innermost, earliest deadline is set
 		// last. Nothing has reached the connection yet.
-		_ = g.rc().SetWriteDeadline(g.dl)
+		g.tightenWriteDeadline(g.dl)
 	}
 	return true
 }
@@ -436,8 +438,30 @@ func (g *guard) commit(code int) bool {
 // [http.ResponseController] does; a deadline the handler chose is not
 // replaced by the route's when the response is committed.
 func (g *guard) SetWriteDeadline(t time.Time) error {
-	g.ownWriteDeadline = true
+	g.ownWriteDeadline.Store(true)
 	return g.rc().SetWriteDeadline(t)
+}
+
+// tightenWriteDeadline makes the connection's write deadline t at the
+// latest. A deadline set in this request through the request state's
+// writer (ConcurrencyLimit's hold, an enclosing Deadline's) that is
+// already as early is kept: changing a connection's deadline is not free.
+func (g *guard) tightenWriteDeadline(t time.Time) {
+	if cur, ok := g.st.Writer().WriteDeadline(); ok && !cur.IsZero() && !cur.After(t) {
+		return
+	}
+	_ = g.rc().SetWriteDeadline(t)
+}
+
+// finalWriteDeadline gives what net/http writes after the handler returns
+// (the rest of the buffered response) at least WriteTimeout, whether the
+// route deadline has passed or not (a Stream route's may have).
+func (g *guard) finalWriteDeadline() {
+	now := time.Now()
+	if cur, ok := g.st.Writer().WriteDeadline(); ok && !cur.IsZero() && cur.Sub(now) >= g.d.writeTimeout {
+		return
+	}
+	_ = g.rc().SetWriteDeadline(now.Add(g.d.writeTimeout))
 }
 
 // Header implements [http.ResponseWriter]. Until the response is
@@ -491,8 +515,8 @@ func (g *guard) WriteHeader(code int) {
 		defer g.mu.Unlock()
 		if g.state == stateRunning && !g.timedOut.Load() {
 			g.syncHeader()
-			if !g.ownWriteDeadline {
-				_ = g.rc().SetWriteDeadline(g.dl) // net/http writes it at once
+			if !g.ownWriteDeadline.Load() {
+				g.tightenWriteDeadline(g.dl) // net/http writes it at once
 			}
 			g.w.WriteHeader(code)
 		}

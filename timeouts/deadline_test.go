@@ -519,31 +519,62 @@ func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
 }
 
 // TestDeadlineWriteDeadlines checks the connection write deadlines a
-// Deadline sets: the route deadline when the response is committed, and
-// WriteTimeout past it for the final flush; a deadline the handler sets
-// itself before writing is not replaced.
+// Deadline sets: the route deadline when the response is committed (not
+// before), and at least WriteTimeout for what net/http flushes after the
+// handler returns, also when a Stream route ran past its deadline; a
+// deadline the handler sets itself before writing is not replaced.
 func TestDeadlineWriteDeadlines(t *testing.T) {
 	t.Parallel()
 	opts := timeouts.DeadlineOptions{Timeout: 5 * time.Second, WriteTimeout: 2 * time.Second}
 	for _, tc := range []struct {
 		name    string
+		stream  bool
+		outer   time.Duration // a write deadline set before Deadline, through the request state
 		handler http.HandlerFunc
 		want    []time.Duration
 	}{
-		{"writes", func(w http.ResponseWriter, r *http.Request) {
+		{"earlier deadline outside", false, 3 * time.Second, func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(time.Second)
 			_, _ = w.Write([]byte("ok"))
-		}, []time.Duration{5 * time.Second, 7 * time.Second}},
-		{"writes nothing", func(w http.ResponseWriter, r *http.Request) {}, []time.Duration{7 * time.Second}},
-		{"own deadline", func(w http.ResponseWriter, r *http.Request) {
+		}, []time.Duration{3 * time.Second}},
+		{"later deadline outside", false, 8 * time.Second, func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(time.Second)
+			_, _ = w.Write([]byte("ok"))
+		}, []time.Duration{8 * time.Second, 5 * time.Second}},
+		{"stream past the deadline", true, 0, func(w http.ResponseWriter, r *http.Request) {
+			for range 4 {
+				_, _ = w.Write([]byte("tick"))
+				time.Sleep(2 * time.Second)
+			}
+		}, []time.Duration{2 * time.Second, 4 * time.Second, 6 * time.Second, 8 * time.Second, 10 * time.Second}},
+		{"writes", false, 0, func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(time.Second)
+			_, _ = w.Write([]byte("ok"))
+		}, []time.Duration{5 * time.Second}}, // 4 s left at the end: enough
+		{"writes late", false, 0, func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(4 * time.Second)
+			_, _ = w.Write([]byte("ok"))
+		}, []time.Duration{5 * time.Second, 6 * time.Second}},
+		{"writes nothing", false, 0, func(w http.ResponseWriter, r *http.Request) {}, []time.Duration{2 * time.Second}},
+		{"own deadline", false, 0, func(w http.ResponseWriter, r *http.Request) {
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 			_, _ = w.Write([]byte("ok"))
-		}, []time.Duration{-1, 7 * time.Second}},
+		}, []time.Duration{-1, 2 * time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder(), start: time.Now()}
-				timeouts.Deadline(opts)(tc.handler).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+				o := opts
+				o.Stream = tc.stream
+				var h http.Handler = timeouts.Deadline(o)(tc.handler)
+				if tc.outer > 0 {
+					inner := h
+					h = httperr.Install(httperr.Options{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(tc.outer))
+						inner.ServeHTTP(w, r)
+					}))
+				}
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 				if rec.Code != http.StatusOK {
 					t.Fatalf("status %d", rec.Code)
 				}
@@ -572,7 +603,7 @@ func TestDeadlinePanicRefreshesWriteDeadline(t *testing.T) {
 			}()
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 		}()
-		if want := []time.Duration{7 * time.Second}; !slices.Equal(rec.set, want) {
+		if want := []time.Duration{2 * time.Second}; !slices.Equal(rec.set, want) {
 			t.Errorf("write deadlines set %v, want %v", rec.set, want)
 		}
 	})

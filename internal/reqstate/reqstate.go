@@ -15,10 +15,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -165,6 +167,42 @@ type Writer struct {
 	rw     http.ResponseWriter
 	flags  atomic.Uint32
 	status atomic.Int32
+	// wdl is the write deadline last set through this writer, as Unix
+	// nanoseconds; 0 when none was (or setting it failed), noDeadline for
+	// the zero time.
+	wdl atomic.Int64
+}
+
+const noDeadline = math.MaxInt64
+
+// SetWriteDeadline sets the connection's write deadline, as
+// [http.ResponseController] does, and records it for [Writer.WriteDeadline].
+func (w *Writer) SetWriteDeadline(t time.Time) error {
+	err := http.NewResponseController(w.rw).SetWriteDeadline(t)
+	switch {
+	case err != nil:
+		w.wdl.Store(0)
+	case t.IsZero():
+		w.wdl.Store(noDeadline)
+	default:
+		w.wdl.Store(t.UnixNano())
+	}
+	return err
+}
+
+// WriteDeadline returns the write deadline last set through w in this
+// request (the zero time for none), and false if none was set through it:
+// the connection may then still have one from before this request, or
+// from an outer handler.
+func (w *Writer) WriteDeadline() (time.Time, bool) {
+	switch v := w.wdl.Load(); v {
+	case 0:
+		return time.Time{}, false
+	case noDeadline:
+		return time.Time{}, true
+	default:
+		return time.Unix(0, v), true
+	}
 }
 
 // Committed reports whether the status line has been sent (or the

@@ -2,9 +2,11 @@ package reqstate
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -72,5 +74,45 @@ func TestNewID(t *testing.T) {
 			t.Fatalf("bad or repeated id %q", id)
 		}
 		seen[id] = true
+	}
+}
+
+type deadlineWriter struct {
+	*httptest.ResponseRecorder
+	got time.Time
+	err error
+}
+
+func (d *deadlineWriter) SetWriteDeadline(t time.Time) error { d.got = t; return d.err }
+
+// TestWriterRecordsWriteDeadline checks what Writer.WriteDeadline reports:
+// nothing until a deadline is set through it, then the deadline set (the
+// zero time for none), and nothing again after a set that failed.
+func TestWriterRecordsWriteDeadline(t *testing.T) {
+	dw := &deadlineWriter{ResponseRecorder: httptest.NewRecorder()}
+	st, _, _ := Ensure(dw, httptest.NewRequest(http.MethodGet, "/", nil))
+	w := st.Writer()
+	if _, ok := w.WriteDeadline(); ok {
+		t.Fatal("a deadline is reported before any was set")
+	}
+	at := time.Unix(1700000000, 123)
+	if err := http.NewResponseController(w).SetWriteDeadline(at); err != nil || !dw.got.Equal(at) {
+		t.Fatalf("set: %v, connection got %v", err, dw.got)
+	}
+	if got, ok := w.WriteDeadline(); !ok || !got.Equal(at) {
+		t.Errorf("after a set: %v, %v; want %v", got, ok, at)
+	}
+	if err := w.SetWriteDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := w.WriteDeadline(); !ok || !got.IsZero() {
+		t.Errorf("after clearing: %v, %v; want the zero time", got, ok)
+	}
+	dw.err = errors.New("not supported")
+	if err := w.SetWriteDeadline(at); err == nil {
+		t.Fatal("the writer's error was lost")
+	}
+	if _, ok := w.WriteDeadline(); ok {
+		t.Error("a deadline is reported after a set that failed")
 	}
 }
