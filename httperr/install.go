@@ -57,8 +57,10 @@ var defaultConfig = &config{}
 
 func configOf(st *reqstate.State) *config {
 	if st != nil {
-		if c, ok := st.Errors.(*config); ok {
-			return c
+		if st.Errors != nil {
+			if c, ok := st.Errors.Config.(*config); ok {
+				return c
+			}
 		}
 	}
 	return defaultConfig
@@ -74,12 +76,12 @@ func configOf(st *reqstate.State) *config {
 // Put it first (outermost) in the chain: rejections by middleware outside
 // it use the defaults.
 func Install(opts Options) func(http.Handler) http.Handler {
-	cfg := &config{
+	cfg := &reqstate.Errors{Config: &config{
 		renderer:      opts.Renderer,
 		logger:        opts.Logger,
 		observer:      opts.Observer,
 		insecureCause: opts.InsecureExposeCause,
-	}
+	}}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			st, w, r := reqstate.Ensure(w, r)

@@ -88,6 +88,7 @@ func Deadline(opts DeadlineOptions) func(http.Handler) http.Handler {
 	if d.writeTimeout <= 0 {
 		d.writeTimeout = DefaultDeadlineWriteTimeout
 	}
+	d.queue = &deadlineQueue{timeout: d.timeout}
 	return func(next http.Handler) http.Handler {
 		h := d
 		h.next = next
@@ -97,7 +98,8 @@ func Deadline(opts DeadlineOptions) func(http.Handler) http.Handler {
 
 type deadlineHandler struct {
 	next         http.Handler
-	cancelKey    any // see cancelCtxKey
+	queue        *deadlineQueue // shared by every handler of one Deadline
+	cancelKey    any            // see cancelCtxKey
 	timeout      time.Duration
 	writeTimeout time.Duration
 	stream       bool
@@ -124,26 +126,14 @@ func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		accept: r.Header["Accept"],
 		parent: r.Context(),
 	}
-	delay := d.timeout
-	now := time.Now()
-	g.dl = now.Add(delay)
-	if pdl, ok := g.parent.Deadline(); ok && !pdl.After(g.dl) {
-		// An earlier deadline outside wins. When it is an enclosing
-		// Deadline's, that one answers and this one only follows its
-		// context; otherwise this one answers at that time.
-		// An outside deadline already past is answered at once: a
-		// negative delay would mean "leave it to the enclosing Deadline".
-		g.dl, delay = pdl, max(pdl.Sub(now), 0)
-		if outer, _ := g.parent.Value(deadlineKey{}).(*guard); outer != nil && !outer.stream && outer.dl.Equal(pdl) {
-			delay = -1
-		}
+	pdl, hasPDL := g.parent.Deadline()
+	if hasPDL || !d.queue.push(g) {
+		g.startTimerAlone(pdl, hasPDL)
 	}
 	// The write deadline is set when the response is committed (see
 	// commit), not here: only writes need it, and a request costs one
 	// deadline change less.
-	if delay >= 0 {
-		g.startTimer(delay, now)
-	}
+
 	// The handler's request is a copy carrying the guard as its context,
 	// kept in the guard: WithContext is inlined, so its own copy stays on
 	// the stack.
@@ -177,6 +167,27 @@ func (c *timerCell) fire() {
 	}
 }
 
+// startTimerAlone sets the deadline of a request that the queue does not
+// time (pdl is the deadline outside, if hasPDL) and gives it a timer of
+// its own.
+func (g *guard) startTimerAlone(pdl time.Time, hasPDL bool) {
+	delay := g.d.timeout
+	now := time.Now()
+	g.dl = now.Add(delay)
+	if hasPDL && !pdl.After(g.dl) {
+		// An earlier deadline outside wins. When it is an enclosing
+		// Deadline's, that one answers and this one only follows its
+		// context; otherwise this one answers at that time.
+		// An outside deadline already past is answered at once: a
+		// negative delay would mean "leave it to the enclosing Deadline".
+		g.dl, delay = pdl, max(pdl.Sub(now), 0)
+		if outer, _ := g.parent.Value(deadlineKey{}).(*guard); outer != nil && !outer.stream && outer.dl.Equal(pdl) {
+			return
+		}
+	}
+	g.startTimer(delay, now)
+}
+
 // startTimer arranges for g.expire to run after delay; now is the time
 // the delay counts from.
 func (g *guard) startTimer(delay time.Duration, now time.Time) {
@@ -197,6 +208,12 @@ func (g *guard) startTimer(delay time.Duration, now time.Time) {
 // stopTimer stops the timer; a pooled one that had not fired goes back to
 // the pool (one that fired, or is firing, is left to the collector).
 func (g *guard) stopTimer() {
+	if g.timer == nil && g.cell == nil {
+		// Queued (or timed by an enclosing Deadline, which the queue's
+		// lock soon shows).
+		g.d.queue.remove(g)
+		return
+	}
 	if c := g.cell; c != nil {
 		g.cell = nil
 		if c.t.Stop() {
@@ -230,12 +247,14 @@ func (g *guard) rc() *http.ResponseController { return http.NewResponseControlle
 // (handler) are only touched by the handler's goroutine; fields marked
 // (mu) by whoever holds mu; timedOut is atomic.
 type guard struct {
-	st     *reqstate.State
-	w      http.ResponseWriter
-	d      *deadlineHandler
-	timer  *time.Timer     // in a synctest bubble
-	cell   *timerCell      // elsewhere
-	parent context.Context // the request's context before Deadline
+	st    *reqstate.State
+	w     http.ResponseWriter
+	d     *deadlineHandler
+	timer *time.Timer // in a synctest bubble
+	cell  *timerCell  // with an earlier deadline outside
+	// Links of the Deadline's queue (see deadlineQueue), under its lock.
+	qprev, qnext *guard
+	parent       context.Context // the request's context before Deadline
 
 	req http.Request // the handler's request (handler)
 
@@ -272,6 +291,7 @@ type guard struct {
 	committed bool // written under mu (by the handler, or an inner Deadline's timer); the status was sent
 	wrote     bool // (mu) the timer wrote the 503
 	watching  bool // (ctxMu)
+	queued    bool // (the queue's lock) in the Deadline's queue
 
 	// ownWriteDeadline is set when the handler (or an inner Deadline)
 	// set the write deadline itself.

@@ -432,69 +432,97 @@ func TestDeadlineParentDeadlineAlreadyPast(t *testing.T) {
 	})
 }
 
-// TestDeadlinePooledTimersOnLoopback runs fast and stuck handlers side by
-// side through one Deadline on a real server and the real clock, where
-// the timers come from the pool: every stuck request gets its 503, every
-// fast one its own 200, whatever timer a request before it left behind.
-func TestDeadlinePooledTimersOnLoopback(t *testing.T) {
+// TestDeadlineTimersOnLoopback runs fast and stuck handlers side by side
+// through one Deadline on a real server and the real clock, with the
+// route's own deadline (timed by the Deadline's queue) and under an
+// earlier deadline outside (a pooled timer each): every stuck request
+// gets its 503, not before its deadline, and every fast one its own 200,
+// whatever timer a request before it left behind.
+func TestDeadlineTimersOnLoopback(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	h := timeouts.Deadline(timeouts.DeadlineOptions{Timeout: 200 * time.Millisecond})(
-		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			id := r.URL.Query().Get("id")
-			if r.URL.Query().Has("stuck") {
-				<-release // ignores its context
+	const timeout = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		outer time.Duration // a context deadline outside, if not 0
+	}{
+		{"queue", 0},
+		{"pooled timers", timeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				id := r.URL.Query().Get("id")
+				if r.URL.Query().Has("stuck") {
+					<-release // ignores its context
+				}
+				w.Header().Set("X-Id", id)
+				_, _ = w.Write([]byte(id))
+			})
+			var h http.Handler
+			if tc.outer > 0 {
+				inner := timeouts.Deadline(timeouts.DeadlineOptions{Timeout: time.Hour})(app)
+				h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					ctx, cancel := context.WithTimeout(r.Context(), tc.outer)
+					defer cancel()
+					inner.ServeHTTP(w, r.WithContext(ctx))
+				})
+			} else {
+				h = timeouts.Deadline(timeouts.DeadlineOptions{Timeout: timeout})(app)
 			}
-			w.Header().Set("X-Id", id)
-			_, _ = w.Write([]byte(id))
-		}))
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	defer close(release)
-	client := srv.Client()
-	client.Timeout = 10 * time.Second
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			defer close(release)
+			client := srv.Client()
+			client.Timeout = 10 * time.Second
 
-	const n = 120
-	type result struct {
-		status int
-		id     string
-		body   string
-		err    error
-	}
-	results := make([]result, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			url := srv.URL + "/?id=" + strconv.Itoa(i)
-			if i%3 == 0 {
-				url += "&stuck"
+			const n = 120
+			type result struct {
+				status  int
+				id      string
+				body    string
+				elapsed time.Duration
+				err     error
 			}
-			resp, err := client.Get(url)
-			if err != nil {
-				results[i].err = err
-				return
+			results := make([]result, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					url := srv.URL + "/?id=" + strconv.Itoa(i)
+					if i%3 == 0 {
+						url += "&stuck"
+					}
+					start := time.Now()
+					resp, err := client.Get(url)
+					if err != nil {
+						results[i].err = err
+						return
+					}
+					defer resp.Body.Close()
+					b, err := io.ReadAll(resp.Body)
+					results[i] = result{resp.StatusCode, resp.Header.Get("X-Id"), string(b), time.Since(start), err}
+				}()
+				if i%10 == 9 {
+					time.Sleep(20 * time.Millisecond) // spread the requests over several deadlines
+				}
 			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			results[i] = result{resp.StatusCode, resp.Header.Get("X-Id"), string(b), err}
-		}()
-		if i%10 == 9 {
-			time.Sleep(20 * time.Millisecond) // spread the requests over several deadlines
-		}
-	}
-	wg.Wait()
-	for i, res := range results {
-		want := strconv.Itoa(i)
-		switch {
-		case res.err != nil:
-			t.Errorf("request %d: %v", i, res.err)
-		case i%3 == 0 && (res.status != http.StatusServiceUnavailable || res.id != ""):
-			t.Errorf("stuck request %d: status %d, X-Id %q; want 503 with no X-Id", i, res.status, res.id)
-		case i%3 != 0 && (res.status != http.StatusOK || res.id != want || res.body != want):
-			t.Errorf("fast request %d: status %d, X-Id %q, body %q; want 200 and %q", i, res.status, res.id, res.body, want)
-		}
+			wg.Wait()
+			for i, res := range results {
+				want := strconv.Itoa(i)
+				switch {
+				case res.err != nil:
+					t.Errorf("request %d: %v", i, res.err)
+				case i%3 == 0 && (res.status != http.StatusServiceUnavailable || res.id != ""):
+					t.Errorf("stuck request %d: status %d, X-Id %q; want 503 with no X-Id", i, res.status, res.id)
+				case i%3 == 0 && (res.elapsed < timeout || res.elapsed > 5*time.Second):
+					t.Errorf("stuck request %d answered after %v; want its deadline, %v", i, res.elapsed, timeout)
+				case i%3 != 0 && (res.status != http.StatusOK || res.id != want || res.body != want):
+					t.Errorf("fast request %d: status %d, X-Id %q, body %q; want 200 and %q", i, res.status, res.id, res.body, want)
+				}
+			}
+		})
 	}
 }
 

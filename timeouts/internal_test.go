@@ -317,3 +317,59 @@ func TestPrivateHeader(t *testing.T) {
 		t.Error("copy of an empty header is nil")
 	}
 }
+
+// TestDeadlineQueue checks the queue's list and timer: requests leave in
+// any order, the timer takes out exactly those whose deadline has passed,
+// and re-arms for the oldest left.
+func TestDeadlineQueue(t *testing.T) {
+	q := &deadlineQueue{timeout: time.Hour}
+	gs := make([]*guard, 4)
+	for i := range gs {
+		gs[i] = &guard{state: stateDone} // expire does nothing
+		if !q.push(gs[i]) {
+			t.Fatal("push refused on the real clock")
+		}
+	}
+	defer q.t.Stop()
+	order := func() []*guard {
+		var got []*guard
+		for g := q.head; g != nil; g = g.qnext {
+			got = append(got, g)
+		}
+		return got
+	}
+	for i := 1; i < len(gs); i++ {
+		if gs[i].dl.Before(gs[i-1].dl) {
+			t.Fatalf("deadline %d is before deadline %d", i, i-1)
+		}
+	}
+	q.remove(gs[1])
+	q.remove(gs[1]) // twice: no effect
+	if got := order(); !slices.Equal(got, []*guard{gs[0], gs[2], gs[3]}) || q.tail != gs[3] {
+		t.Fatalf("after removing the second: %v", got)
+	}
+	// The first two left have passed their deadline.
+	past := time.Now().Add(-time.Second)
+	gs[0].dl, gs[2].dl = past, past
+	q.fire()
+	if got := order(); !slices.Equal(got, []*guard{gs[3]}) || q.head != gs[3] || q.tail != gs[3] {
+		t.Fatalf("after the timer: %v", got)
+	}
+	if gs[0].queued || gs[2].queued || !gs[3].queued || !q.armed {
+		t.Fatalf("queued %v %v %v, armed %v", gs[0].queued, gs[2].queued, gs[3].queued, q.armed)
+	}
+	q.remove(gs[3])
+	if q.head != nil || q.tail != nil {
+		t.Fatal("queue not empty")
+	}
+	q.fire() // nothing due, nothing left: the timer stays disarmed
+	if q.armed {
+		t.Fatal("timer re-armed for an empty queue")
+	}
+
+	synctest.Test(t, func(t *testing.T) {
+		if q.push(&guard{}) {
+			t.Fatal("push accepted a request in a synctest bubble")
+		}
+	})
+}

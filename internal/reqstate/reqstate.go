@@ -37,9 +37,9 @@ type State struct {
 	// the first error written. Only the goroutine serving the request
 	// reads and writes it.
 	ID string
-	// Errors is the httperr configuration for this request (an unexported
-	// type of package httperr), or nil for its defaults.
-	Errors any
+	// Errors is the httperr configuration for this request, or nil for
+	// its defaults.
+	Errors *Errors
 	// Nonce is the CSP nonce of this response, set by
 	// middleware.SecureHeaders and read by safetmpl; "" when none.
 	Nonce string
@@ -63,6 +63,11 @@ type State struct {
 	idHdr [1]string
 	idHex [16]byte
 }
+
+// Errors holds httperr's configuration (an unexported type of package
+// httperr), created once per httperr.Install: the state keeps a pointer to
+// it, smaller than an interface.
+type Errors struct{ Config any }
 
 type ctxKey struct{}
 
