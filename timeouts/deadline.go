@@ -42,8 +42,9 @@ type DeadlineOptions struct {
 	Stream bool
 
 	// WriteTimeout is the write deadline of each write of a Stream route,
-	// and the time any route's response gets to be flushed once the
-	// handler has returned (and the 503 gets to be written). Default 10 s.
+	// the least time any route's response gets to be flushed once the
+	// handler has returned, and the time the 503 gets to be written.
+	// Default 10 s.
 	WriteTimeout time.Duration
 }
 
@@ -73,6 +74,14 @@ type DeadlineOptions struct {
 //     reports no route deadline. Until then the request is timed like any
 //     other, so Upgrade headers on a route that does not hijack change
 //     nothing. Stream routes keep only the deadline to their first byte.
+//
+// It costs no goroutine and no timer per request: one timer per Deadline
+// times its requests in the order they started (their deadlines come in
+// that order), and a request whose deadline comes from outside (an
+// enclosing Deadline's, a context's) takes a pooled timer. The
+// connection's write deadline is set when the response is committed,
+// unless an earlier one was set in this request (ConcurrencyLimit's hold)
+// through the writer stormcellar's first layer installs.
 //
 // The connection stays busy until the handler returns (the client already
 // has its 503 and was told to close); a handler that never returns still
