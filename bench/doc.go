@@ -3,9 +3,11 @@
 // stack of chi's middleware.
 //
 // Two instruments, both run from the repository root. The first, the
-// script bench/run, builds three hello servers (bench/servers/bare, the
-// full stack of examples/minimal or bench/servers/full, and
-// bench/servers/chionly) and load-tests them side by side with wrk on
+// script bench/run, builds the hello servers (bench/servers/bare;
+// bench/servers/bareheaders, the same sending the full stack's response
+// headers as fixed values, to separate the cost of those bytes from the
+// stack's work; the full stack of examples/minimal or bench/servers/full;
+// and bench/servers/chionly) and load-tests them side by side with wrk on
 // loopback, printing requests/s, p50 and p99 latency and the ratios to
 // bare:
 //
