@@ -19,7 +19,7 @@
 // accepts, the request id, one log record and one observer call, and never
 // a cause, a stack or a file path unless httperr's InsecureExposeCause is
 // on. The middleware share one per-request state, created by the first of
-// them (or by [httperr.Install]) with two allocations and reused by all
+// them (or by [httperr.Install]) with one allocation and reused by all
 // the others for free: the request id, the CSP nonce, and a response
 // writer that records whether the response was committed or hijacked and
 // keeps Unwrap, Flush, Hijack and ReadFrom working for
@@ -206,7 +206,7 @@
 // with a declared length within the limit), SecureHeaders without a nonce,
 // HTTPSRedirect (passing HTTPS through) and MaxURLLength allocate nothing.
 // RequestID allocates nothing either (a generated id and its header value
-// live in the per-request state); a CSP nonce costs two allocations; a
+// live in the per-request state); a CSP nonce costs one allocation; a
 // chunked or multipart body costs one.
 // The figures, side by side with chi's Recoverer, RequestSize and
 // RequestID and a bare handler, and the command that measured them, are

@@ -38,7 +38,7 @@ const (
 // when httperr.Options.InsecureExposeCause is set, for local development.
 //
 // Recover tracks the commit state with the per-request writer shared by
-// all stormcellar middleware (created once per request, two allocations,
+// all stormcellar middleware (created once per request, one allocation,
 // by whichever of them runs first); with it in place Recover allocates
 // nothing until a panic happens. The writer keeps Unwrap, Flush, Hijack and
 // ReadFrom working, so [net/http.ResponseController] and sendfile are
