@@ -220,7 +220,7 @@ func (m *SecureHeaders) Handler(next http.Handler) http.Handler {
 		if m.cspParts != nil {
 			var st *reqstate.State
 			st, w, r = reqstate.Ensure(w, r)
-			policy, nonce := m.noncePolicy()
+			policy, nonce := m.noncePolicy(st.Nonce)
 			st.Nonce = nonce
 			h[m.cspKey] = st.CSPHeader(policy)
 		}
@@ -233,14 +233,20 @@ func (m *SecureHeaders) Handler(next http.Handler) http.Handler {
 // to escape.
 const nonceLen = 22
 
-// noncePolicy returns the policy with a fresh nonce in place of each
+// noncePolicy returns the policy with a nonce in place of each
 // placeholder, and the nonce (a substring of the policy, so one
-// allocation serves both).
-func (m *SecureHeaders) noncePolicy() (policy, nonce string) {
-	var raw [16]byte
-	_, _ = rand.Read(raw[:]) // never fails since Go 1.24; crashes the program if the OS cannot supply randomness
+// allocation serves both). The nonce is the response's nonce if it already
+// has one (prev, from a SecureHeaders further out: every policy of a
+// response must accept the nonce its pages carry), or a fresh one.
+func (m *SecureHeaders) noncePolicy(prev string) (policy, nonce string) {
 	var enc [nonceLen]byte
-	base64.RawURLEncoding.Encode(enc[:], raw[:])
+	if len(prev) == nonceLen {
+		copy(enc[:], prev)
+	} else {
+		var raw [16]byte
+		_, _ = rand.Read(raw[:]) // never fails since Go 1.24; crashes the program if the OS cannot supply randomness
+		base64.RawURLEncoding.Encode(enc[:], raw[:])
+	}
 
 	n := 0
 	for _, p := range m.cspParts {

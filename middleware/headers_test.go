@@ -295,3 +295,39 @@ func TestCSPNonceWithoutMiddleware(t *testing.T) {
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 }
+
+// TestSecureHeadersNested checks two SecureHeaders on one route (a global
+// enforced policy, a route's report-only trial): each header keeps its own
+// policy, and both carry the one nonce that pages get.
+func TestSecureHeadersNested(t *testing.T) {
+	t.Parallel()
+	const strict = "script-src 'nonce-{nonce}'; object-src 'none'"
+	const trial = "default-src *; script-src * 'unsafe-inline' 'nonce-{nonce}'"
+	enforced, err := NewSecureHeaders(SecureHeadersOptions{ContentSecurityPolicy: strict})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reportOnly, err := NewSecureHeaders(SecureHeadersOptions{ContentSecurityPolicy: trial, InsecureCSPReportOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nonce string
+	h := enforced.Handler(reportOnly.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		nonce = CSPNonce(r.Context())
+		_, _ = w.Write([]byte("ok"))
+	})))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if len(nonce) != 22 {
+		t.Fatalf("nonce %q", nonce)
+	}
+	withNonce := func(p string) string {
+		return strings.ReplaceAll(p, "{nonce}", nonce) + "; frame-ancestors 'none'"
+	}
+	if got, want := rec.Header().Get("Content-Security-Policy"), withNonce(strict); got != want {
+		t.Errorf("enforced policy\n got %q\nwant %q", got, want)
+	}
+	if got, want := rec.Header().Get("Content-Security-Policy-Report-Only"), withNonce(trial); got != want {
+		t.Errorf("report-only policy\n got %q\nwant %q", got, want)
+	}
+}

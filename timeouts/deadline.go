@@ -75,10 +75,11 @@ type DeadlineOptions struct {
 //     other, so Upgrade headers on a route that does not hijack change
 //     nothing. Stream routes keep only the deadline to their first byte.
 //
-// It costs no goroutine and no timer per request: one timer per Deadline
-// times its requests in the order they started (their deadlines come in
-// that order), and a request whose deadline comes from outside (an
-// enclosing Deadline's, a context's) takes a pooled timer. The
+// It costs no goroutine and no timer per request: a Deadline's requests
+// join a queue in the order they started (their deadlines come in that
+// order), split into a few shards with a timer each, and a request whose
+// deadline comes from outside (an enclosing Deadline's, a context's) takes
+// a pooled timer. The
 // connection's write deadline is set when the response is committed,
 // unless an earlier one was set in this request (ConcurrencyLimit's hold)
 // through the writer stormcellar's first layer installs.
@@ -97,7 +98,7 @@ func Deadline(opts DeadlineOptions) func(http.Handler) http.Handler {
 	if d.writeTimeout <= 0 {
 		d.writeTimeout = DefaultDeadlineWriteTimeout
 	}
-	d.queue = &deadlineQueue{timeout: d.timeout}
+	d.queue = newDeadlineQueue(d.timeout)
 	return func(next http.Handler) http.Handler {
 		h := d
 		h.next = next
@@ -297,10 +298,11 @@ type guard struct {
 	// allocation size class.
 	state     uint8 // (mu)
 	stream    bool
-	committed bool // written under mu (by the handler, or an inner Deadline's timer); the status was sent
-	wrote     bool // (mu) the timer wrote the 503
-	watching  bool // (ctxMu)
-	queued    bool // (the queue's lock) in the Deadline's queue
+	committed bool  // written under mu (by the handler, or an inner Deadline's timer); the status was sent
+	wrote     bool  // (mu) the timer wrote the 503
+	watching  bool  // (ctxMu)
+	queued    bool  // (the queue shard's lock) in the Deadline's queue
+	qshard    uint8 // (handler) the queue shard
 
 	// ownWriteDeadline is set when the handler (or an inner Deadline)
 	// set the write deadline itself.

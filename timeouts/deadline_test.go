@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stormcellar/stormcellar/httperr"
+	"github.com/stormcellar/stormcellar/middleware"
 	"github.com/stormcellar/stormcellar/timeouts"
 )
 
@@ -633,6 +634,44 @@ func TestDeadlinePanicRefreshesWriteDeadline(t *testing.T) {
 		}()
 		if want := []time.Duration{2 * time.Second}; !slices.Equal(rec.set, want) {
 			t.Errorf("write deadlines set %v, want %v", rec.set, want)
+		}
+	})
+}
+
+// TestDeadlineRouteSecureHeaders puts a route's own SecureHeaders inside
+// Deadline, below the global one, and lets the handler hang: the 503
+// carries the headers set before Deadline (the global policy), and
+// nothing the route set on its private headers races with the timer that
+// writes it (run with -race).
+func TestDeadlineRouteSecureHeaders(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		global, err := middleware.NewSecureHeaders(middleware.SecureHeadersOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		route, err := middleware.NewSecureHeaders(middleware.SecureHeadersOptions{
+			ContentSecurityPolicy: "default-src 'none'; script-src 'nonce-" + middleware.NoncePlaceholder + "'"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nonce string
+		app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			nonce = middleware.CSPNonce(r.Context())
+			time.Sleep(time.Minute) // hangs past the deadline
+			_, _ = w.Write([]byte("late"))
+		})
+		h := httperr.Install(httperr.Options{})(global.Handler(
+			timeouts.Deadline(timeouts.DeadlineOptions{Timeout: time.Second})(route.Handler(app))))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d, want 503", rec.Code)
+		}
+		csp := rec.Header().Get("Content-Security-Policy")
+		want := strings.ReplaceAll(middleware.DefaultCSP, middleware.NoncePlaceholder, nonce) + "; frame-ancestors 'none'"
+		if csp != want {
+			t.Errorf("503 policy\n got %q\nwant the global one %q", csp, want)
 		}
 	})
 }

@@ -1,6 +1,8 @@
 package timeouts
 
 import (
+	"math/rand/v2"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -12,21 +14,56 @@ import (
 // timer operation; the timer fires about once per Timeout under steady
 // load, when the oldest request of the last arming has long finished.
 //
+// The queue is split into shards, each with its own lock, list and timer,
+// and a request joins one at random, so that requests running in
+// parallel seldom wait for each other's lock.
+//
 // Requests in a testing/synctest bubble, and those with an earlier
 // deadline outside, take a timer of their own instead (see startTimer).
 type deadlineQueue struct {
+	shards []deadlineShard // a power of two of them
+}
+
+type deadlineShard struct {
 	timeout time.Duration
 
 	mu         sync.Mutex
 	head, tail *guard
 	t          *time.Timer // created at the first push
 	armed      bool        // t is set to fire
+
+	_ [64]byte // keeps shards on separate cache lines
 }
+
+// newDeadlineQueue returns a queue for requests timed out after timeout,
+// with two shards per P (at least two, at most 64).
+func newDeadlineQueue(timeout time.Duration) *deadlineQueue {
+	n := 2
+	for n < 2*runtime.GOMAXPROCS(0) && n < 64 {
+		n <<= 1
+	}
+	q := &deadlineQueue{shards: make([]deadlineShard, n)}
+	for i := range q.shards {
+		q.shards[i].timeout = timeout
+	}
+	return q
+}
+
+// push sets g's deadline to Timeout from now and queues it in a shard
+// chosen at random; see deadlineShard.push.
+func (q *deadlineQueue) push(g *guard) bool {
+	i := rand.Uint32() & uint32(len(q.shards)-1)
+	g.qshard = uint8(i)
+	return q.shards[i].push(g)
+}
+
+// remove takes g out of the queue if it is still in it.
+func (q *deadlineQueue) remove(g *guard) { q.shards[g.qshard].remove(g) }
 
 // push sets g's deadline to Timeout from now and queues it. It reports
 // false, queueing nothing, when the clock is a synctest bubble's (no
 // monotonic reading), whose timers must not be used outside the bubble.
-func (q *deadlineQueue) push(g *guard) bool {
+func (q *deadlineShard) push(g *guard) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := time.Now() // under the lock, so that the list is in deadline order
@@ -53,9 +90,9 @@ func (q *deadlineQueue) push(g *guard) bool {
 	return true
 }
 
-// remove takes g out of the queue if it is still in it (the timer may
+// remove takes g out of the shard if it is still in it (the timer may
 // have taken it out to expire it).
-func (q *deadlineQueue) remove(g *guard) {
+func (q *deadlineShard) remove(g *guard) {
 	q.mu.Lock()
 	if g.queued {
 		q.unlinkLocked(g)
@@ -63,7 +100,7 @@ func (q *deadlineQueue) remove(g *guard) {
 	q.mu.Unlock()
 }
 
-func (q *deadlineQueue) unlinkLocked(g *guard) {
+func (q *deadlineShard) unlinkLocked(g *guard) {
 	if g.qprev != nil {
 		g.qprev.qnext = g.qnext
 	} else {
@@ -81,7 +118,7 @@ func (q *deadlineQueue) unlinkLocked(g *guard) {
 // deadline has passed out of the queue, re-arms the timer for the oldest
 // left, and expires those it took, each on a goroutine of its own (the
 // 503 may wait on a slow client for up to WriteTimeout).
-func (q *deadlineQueue) fire() {
+func (q *deadlineShard) fire() {
 	var due []*guard
 	q.mu.Lock()
 	now := time.Now()

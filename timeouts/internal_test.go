@@ -322,7 +322,7 @@ func TestPrivateHeader(t *testing.T) {
 // any order, the timer takes out exactly those whose deadline has passed,
 // and re-arms for the oldest left.
 func TestDeadlineQueue(t *testing.T) {
-	q := &deadlineQueue{timeout: time.Hour}
+	q := &deadlineShard{timeout: time.Hour}
 	gs := make([]*guard, 4)
 	for i := range gs {
 		gs[i] = &guard{state: stateDone} // expire does nothing
@@ -372,4 +372,29 @@ func TestDeadlineQueue(t *testing.T) {
 			t.Fatal("push accepted a request in a synctest bubble")
 		}
 	})
+
+	// The sharded queue: a guard leaves the shard it joined.
+	sq := newDeadlineQueue(time.Hour)
+	if n := len(sq.shards); n < 2 || n > 64 || n&(n-1) != 0 {
+		t.Fatalf("%d shards, want a power of two from 2 to 64", n)
+	}
+	for range 100 {
+		g := &guard{state: stateDone}
+		if !sq.push(g) {
+			t.Fatal("push refused on the real clock")
+		}
+		sh := &sq.shards[g.qshard]
+		if sh.tail != g {
+			t.Fatal("the guard is not at the tail of its shard")
+		}
+		sq.remove(g)
+		if g.queued || sh.head != nil {
+			t.Fatal("the guard did not leave its shard")
+		}
+	}
+	for i := range sq.shards {
+		if sq.shards[i].t != nil {
+			sq.shards[i].t.Stop()
+		}
+	}
 }

@@ -104,10 +104,16 @@ func Ensure(w http.ResponseWriter, r *http.Request) (*State, http.ResponseWriter
 	return st, &st.w, &st.req
 }
 
-// CSPHeader returns a header value holding policy, stored in the state so
-// that setting it allocates nothing; it has capacity 1, so an append by
-// anyone else copies it.
+// CSPHeader returns a header value holding policy. The first one of a
+// request is stored in the state, so that setting it allocates nothing;
+// it has capacity 1, so an append by anyone else copies it. A later one
+// (a second SecureHeaders on the route) gets a slice of its own: the
+// first may already be in a header map, or in the copy a Deadline's timer
+// reads, and must never change.
 func (s *State) CSPHeader(policy string) []string {
+	if s.cspHdr[0] != "" {
+		return []string{policy}
+	}
 	s.cspHdr[0] = policy
 	return s.cspHdr[:1:1]
 }
@@ -184,13 +190,19 @@ const noDeadline = math.MaxInt64
 // [http.ResponseController] does, and records it for [Writer.WriteDeadline].
 func (w *Writer) SetWriteDeadline(t time.Time) error {
 	err := http.NewResponseController(w.rw).SetWriteDeadline(t)
-	switch {
+	switch v := t.UnixNano(); {
 	case err != nil:
 		w.wdl.Store(0)
 	case t.IsZero():
 		w.wdl.Store(noDeadline)
+	case v == 0:
+		// 0 means "none recorded": the Unix epoch (an "abort now"
+		// idiom) is recorded a nanosecond later, as much in the past.
+		w.wdl.Store(1)
+	case v == noDeadline:
+		w.wdl.Store(noDeadline - 1) // the year 2262
 	default:
-		w.wdl.Store(t.UnixNano())
+		w.wdl.Store(v)
 	}
 	return err
 }

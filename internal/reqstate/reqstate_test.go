@@ -108,11 +108,32 @@ func TestWriterRecordsWriteDeadline(t *testing.T) {
 	if got, ok := w.WriteDeadline(); !ok || !got.IsZero() {
 		t.Errorf("after clearing: %v, %v; want the zero time", got, ok)
 	}
+	if err := w.SetWriteDeadline(time.Unix(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := w.WriteDeadline(); !ok || got.After(time.Unix(0, 1)) {
+		t.Errorf("after the epoch: %v, %v; want a deadline at the epoch", got, ok)
+	}
 	dw.err = errors.New("not supported")
 	if err := w.SetWriteDeadline(at); err == nil {
 		t.Fatal("the writer's error was lost")
 	}
 	if _, ok := w.WriteDeadline(); ok {
 		t.Error("a deadline is reported after a set that failed")
+	}
+}
+
+// TestCSPHeaderNeverChangesAValueGiven checks that a second CSP value in
+// one request does not write into the first, which may already be in a
+// header map.
+func TestCSPHeaderNeverChangesAValueGiven(t *testing.T) {
+	st, _, _ := Ensure(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+	first := st.CSPHeader("script-src 'nonce-a'")
+	second := st.CSPHeader("default-src *")
+	if first[0] != "script-src 'nonce-a'" || second[0] != "default-src *" {
+		t.Fatalf("first %q, second %q", first, second)
+	}
+	if cap(first) != 1 || cap(second) != 1 {
+		t.Errorf("capacities %d and %d, want 1", cap(first), cap(second))
 	}
 }
