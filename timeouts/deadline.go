@@ -406,9 +406,10 @@ func (g *guard) finish(normal *bool) {
 				panic(v)
 			}
 		} else if !hijacked && !g.timedOut.Load() {
-			// The panic goes on to a recoverer, whose error page must not
-			// meet a write deadline left by an earlier request on the
-			// connection (this one set none if it wrote nothing).
+			// The panic goes on to a recoverer, whose error page gets a
+			// write deadline too: this request set none if it wrote
+			// nothing (net/http clears the connection's after each
+			// request).
 			g.finalWriteDeadline()
 		}
 		return

@@ -616,8 +616,8 @@ func TestDeadlineWriteDeadlines(t *testing.T) {
 }
 
 // TestDeadlinePanicRefreshesWriteDeadline checks that a handler that
-// panics before writing leaves a fresh write deadline for the recoverer's
-// error page, not one from an earlier request on the same connection.
+// panics before writing leaves a write deadline for the recoverer's error
+// page (it set none itself).
 func TestDeadlinePanicRefreshesWriteDeadline(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
