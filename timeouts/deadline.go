@@ -84,6 +84,9 @@ type DeadlineOptions struct {
 // unless an earlier one was set in this request (ConcurrencyLimit's hold)
 // through the writer stormcellar's first layer installs.
 //
+// Used alone, with no stormcellar layer outside it, Deadline creates no
+// per-request state: layers inside that need one create it below.
+//
 // The connection stays busy until the handler returns (the client already
 // has its 503 and was told to close); a handler that never returns still
 // leaks its goroutine, as with any Go timeout. Put Deadline inside the
@@ -119,12 +122,17 @@ func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Upgrade requests are not exempted here: the headers are the client's
 	// to choose, so an exemption on them would let any client lift the
 	// deadline of any route. A real upgrade is released by Hijack.
-	st, w, r := reqstate.Ensure(w, r)
-	if st.Writer().Committed() {
-		d.next.ServeHTTP(w, r)
-		return
+	// The shared state is used if there is one (outer stormcellar
+	// layers), not created: Deadline alone has no use for it, and layers
+	// inside that need it create it below the guard.
+	st := reqstate.From(r.Context())
+	if st != nil {
+		if st.Writer().Committed() {
+			d.next.ServeHTTP(w, r)
+			return
+		}
+		_ = st.RequestID() // fixed now: the timer goroutine only reads it
 	}
-	_ = st.RequestID() // fixed now: the timer goroutine only reads it
 
 	g := &guard{
 		st:     st,
@@ -479,10 +487,27 @@ func (g *guard) SetWriteDeadline(t time.Time) error {
 // writer (ConcurrencyLimit's hold, an enclosing Deadline's) that is
 // already as early is kept: changing a connection's deadline is not free.
 func (g *guard) tightenWriteDeadline(t time.Time) {
+	if g.st == nil {
+		_ = g.rc().SetWriteDeadline(t)
+		return
+	}
 	if cur, ok := g.st.Writer().WriteDeadline(); ok && !cur.IsZero() && !cur.After(t) {
 		return
 	}
 	_ = g.rc().SetWriteDeadline(t)
+}
+
+// writeDeadline returns the connection's write deadline as far as it is
+// known: recorded by the shared state's writer, or, without one, set by
+// this guard's commit.
+func (g *guard) writeDeadline() (time.Time, bool) {
+	if g.st != nil {
+		return g.st.Writer().WriteDeadline()
+	}
+	if g.committed && !g.stream && !g.ownWriteDeadline.Load() {
+		return g.dl, true
+	}
+	return time.Time{}, false
 }
 
 // finalWriteDeadline gives what net/http writes after the handler returns
@@ -490,7 +515,7 @@ func (g *guard) tightenWriteDeadline(t time.Time) {
 // route deadline has passed or not (a Stream route's may have).
 func (g *guard) finalWriteDeadline() {
 	now := time.Now()
-	if cur, ok := g.st.Writer().WriteDeadline(); ok && !cur.IsZero() && cur.Sub(now) >= g.d.writeTimeout {
+	if cur, ok := g.writeDeadline(); ok && !cur.IsZero() && cur.Sub(now) >= g.d.writeTimeout {
 		return
 	}
 	_ = g.rc().SetWriteDeadline(now.Add(g.d.writeTimeout))
