@@ -149,8 +149,8 @@ func (d *deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.startTimerAlone(pdl, hasPDL)
 	}
 	// The write deadline is set when the response is committed (see
-	// commit), not here: only writes need it, and a request costs one
-	// deadline change less.
+	// commit), not here: only writes need it, and an earlier one set
+	// outside (ConcurrencyLimit's hold) is then kept without a change.
 
 	// The handler's request is a copy carrying the guard as its context,
 	// kept in the guard: WithContext is inlined, so its own copy stays on
