@@ -286,10 +286,6 @@ type guard struct {
 
 	h http.Header // (handler) private headers until commit
 
-	// cancelErr is set (under mu, read by the timer goroutine that set
-	// it) when the parent ended first.
-	cancelErr error
-
 	// The handler's context (see context.go), under ctxMu.
 	dl         time.Time
 	err        error
@@ -303,14 +299,15 @@ type guard struct {
 	hijacked atomic.Bool // set with state = stateHijacked, read by Deadline
 
 	// The small fields last, together, so that the guard fits a smaller
-	// allocation size class.
-	state     uint8 // (mu)
-	stream    bool
-	committed bool  // written under mu (by the handler, or an inner Deadline's timer); the status was sent
-	wrote     bool  // (mu) the timer wrote the 503
-	watching  bool  // (ctxMu)
-	queued    bool  // (the queue shard's lock) in the Deadline's queue
-	qshard    uint8 // (handler) the queue shard
+	// allocation size class (see TestGuardSize).
+	state          uint8 // (mu)
+	stream         bool
+	committed      bool  // written under mu (by the handler, or an inner Deadline's timer); the status was sent
+	wrote          bool  // (mu) the timer wrote the 503
+	watching       bool  // (ctxMu)
+	queued         bool  // (the queue shard's lock) in the Deadline's queue
+	parentCanceled bool  // (mu) the timer found the parent canceled: the client went away
+	qshard         uint8 // (handler) the queue shard
 
 	// ownWriteDeadline is set when the handler (or an inner Deadline)
 	// set the write deadline itself.
@@ -323,8 +320,8 @@ func (g *guard) expire() {
 		// After the 503 (if any) is out, so that a handler answering its
 		// own context error finds the response committed.
 		err := context.DeadlineExceeded
-		if g.cancelErr != nil {
-			err = g.cancelErr
+		if g.parentCanceled {
+			err = context.Canceled
 		}
 		g.cancelCtx(err)
 	}
@@ -339,7 +336,7 @@ func (g *guard) expireWriter() bool {
 		return false
 	}
 	if err := g.parent.Err(); err == context.Canceled {
-		g.cancelErr = err
+		g.parentCanceled = true
 		return true // the client went away: nobody to answer
 	}
 	if g.committed {
@@ -543,15 +540,21 @@ func (g *guard) Header() http.Header {
 	return g.h
 }
 
-// privateHeader returns a copy of h for the handler, sized for one more
-// header (the handler's Content-Type, usually). The value slices are
+// privateHeader returns a copy of h for the handler. The value slices are
 // shared, with their capacity cut to their length, so that an Add on
 // either map copies instead of writing into the other's array; the
-// values themselves are read-only, as everywhere in net/http.
+// values themselves are read-only, as everywhere in net/http. maps.Clone
+// copies a small map's table as it is, without hashing each key again,
+// so only the rare value with spare capacity is stored a second time.
 func privateHeader(h http.Header) http.Header {
-	p := make(http.Header, len(h)+1)
-	for k, v := range h {
-		p[k] = v[:len(v):len(v)]
+	p := maps.Clone(h)
+	if p == nil {
+		return make(http.Header)
+	}
+	for k, v := range p {
+		if cap(v) != len(v) {
+			p[k] = v[:len(v):len(v)]
+		}
 	}
 	return p
 }

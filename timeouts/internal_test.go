@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 )
 
 func TestRateReader(t *testing.T) {
@@ -396,5 +399,28 @@ func TestDeadlineQueue(t *testing.T) {
 		if sq.shards[i].t != nil {
 			sq.shards[i].t.Stop()
 		}
+	}
+}
+
+var guardSink *guard
+
+// TestGuardSize checks the bytes one guard allocation takes (its size
+// class, with the allocation header Go adds to objects over 512 bytes):
+// every request through a Deadline pays them. A field that pushes the
+// guard into the next class costs 64 bytes a request.
+func TestGuardSize(t *testing.T) {
+	const n, want = 1000, 576
+	var got uint64 = math.MaxUint64
+	for range 3 { // the least of three, in case something else allocated meanwhile
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range n {
+			guardSink = new(guard)
+		}
+		runtime.ReadMemStats(&after)
+		got = min(got, (after.TotalAlloc-before.TotalAlloc)/n)
+	}
+	if got > want {
+		t.Errorf("a guard allocation takes %d bytes (struct %d), want at most %d", got, unsafe.Sizeof(guard{}), want)
 	}
 }
