@@ -13,6 +13,8 @@ import (
 	"net/netip"
 
 	chimw "github.com/go-chi/chi/v5/middleware"
+
+	"github.com/stormcellar/stormcellar/internal/reqstate"
 )
 
 // Addr returns the client address of r: chi's resolved client IP if a
@@ -31,8 +33,14 @@ func Addr(r *http.Request) netip.Addr {
 	return Peer(r)
 }
 
-// Peer returns the TCP peer address of r, ignoring any resolver.
+// Peer returns the TCP peer address of r, ignoring any resolver. The
+// request state, when there is one, parsed it already.
 func Peer(r *http.Request) netip.Addr {
+	if st := reqstate.From(r.Context()); st != nil {
+		if a, ok := st.Peer(r.RemoteAddr); ok {
+			return a
+		}
+	}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		return ap.Addr().Unmap().WithZone("")
 	}

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -62,6 +63,12 @@ type State struct {
 	// carries it, so that generating one allocates nothing.
 	idHdr [1]string
 	idHex [16]byte
+
+	// The TCP peer, parsed once from the request's RemoteAddr when the
+	// state is created (see Peer); peerFrom is "" when it did not parse.
+	// Never changed afterwards.
+	peerFrom string
+	peer     [16]byte
 }
 
 // Errors holds httperr's configuration (an unexported type of package
@@ -98,10 +105,25 @@ func Ensure(w http.ResponseWriter, r *http.Request) (*State, http.ResponseWriter
 	}
 	st := &State{Context: r.Context()}
 	st.w.rw = w
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		st.peerFrom, st.peer = r.RemoteAddr, ap.Addr().As16()
+	}
 	// WithContext is inlined, so its copy stays on the stack and is
 	// copied into the state: one allocation for both.
 	st.req = *r.WithContext(st)
 	return st, &st.w, &st.req
+}
+
+// Peer returns the TCP peer address parsed from the request's RemoteAddr
+// when the state was created, unmapped and without a zone, if remoteAddr
+// is still that RemoteAddr (a layer may have rewritten it since); false
+// otherwise. Several layers look at the peer of every request; this
+// parses it once. It may be called from any goroutine.
+func (s *State) Peer(remoteAddr string) (netip.Addr, bool) {
+	if s.peerFrom == "" || remoteAddr != s.peerFrom {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom16(s.peer).Unmap(), true
 }
 
 // CSPHeader returns a header value holding policy. The first one of a

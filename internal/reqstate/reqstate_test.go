@@ -3,8 +3,10 @@ package reqstate
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -135,5 +137,48 @@ func TestCSPHeaderNeverChangesAValueGiven(t *testing.T) {
 	}
 	if cap(first) != 1 || cap(second) != 1 {
 		t.Errorf("capacities %d and %d, want 1", cap(first), cap(second))
+	}
+}
+
+func TestPeer(t *testing.T) {
+	tests := []struct{ remote, want string }{
+		{"127.0.0.1:40000", "127.0.0.1"},
+		{"[::ffff:10.0.0.1]:1", "10.0.0.1"},
+		{"[fe80::1%eth0]:80", "fe80::1"},
+		{"10.0.0.1", ""}, // no port: left to the caller's own parsing
+		{"@", ""},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.remote
+		st, _, r2 := Ensure(httptest.NewRecorder(), r)
+		got, ok := st.Peer(r2.RemoteAddr)
+		if ok != (tc.want != "") || (ok && got.String() != tc.want) {
+			t.Errorf("RemoteAddr %q: Peer = %s, %v; want %q", tc.remote, got, ok, tc.want)
+		}
+		if _, ok := st.Peer("127.0.0.2:40000"); ok {
+			t.Errorf("RemoteAddr %q: Peer answered for another RemoteAddr", tc.remote)
+		}
+	}
+}
+
+var stateSink *State
+
+// TestStateSize checks the bytes one state allocation takes (its size
+// class): every request pays them once.
+func TestStateSize(t *testing.T) {
+	const n, want = 1000, 480
+	var got uint64 = math.MaxUint64
+	for range 3 { // the least of three, in case something else allocated meanwhile
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range n {
+			stateSink = new(State)
+		}
+		runtime.ReadMemStats(&after)
+		got = min(got, (after.TotalAlloc-before.TotalAlloc)/n)
+	}
+	if got > want {
+		t.Errorf("a state allocation takes %d bytes, want at most %d", got, want)
 	}
 }
