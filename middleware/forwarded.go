@@ -85,6 +85,9 @@ func forwardedProtoIsHTTPS(vals []string) bool {
 		return false
 	}
 	v := vals[len(vals)-1]
+	if v == "https" {
+		return true // what a proxy sends, checked first: it costs one comparison
+	}
 	if i := strings.LastIndexByte(v, ','); i >= 0 {
 		v = v[i+1:]
 	}

@@ -13,6 +13,8 @@ package reqstate
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math"
@@ -176,11 +178,9 @@ func NewID() string {
 }
 
 func fillID(b *[16]byte) {
-	const digits = "0123456789abcdef"
-	v := rand.Uint64()
-	for i := range b {
-		b[i] = digits[v>>(60-4*uint(i))&0xf]
-	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], rand.Uint64())
+	hex.Encode(b[:], v[:])
 }
 
 const (
