@@ -446,8 +446,28 @@ func (g *guard) syncHeader() {
 		return
 	}
 	real := g.w.Header()
-	clear(real)
-	maps.Copy(real, g.h)
+	// Most entries are still the ones copied from real (the outer layers'
+	// headers): looking them up is cheaper than storing them again.
+	for k, v := range g.h {
+		if rv, ok := real[k]; !ok || !sameValues(rv, v) {
+			real[k] = v
+		}
+	}
+	if len(real) != len(g.h) {
+		// Every key of the handler's is in real now, so real has more
+		// only if the handler deleted some: drop those.
+		for k := range real {
+			if _, ok := g.h[k]; !ok {
+				delete(real, k)
+			}
+		}
+	}
+}
+
+// sameValues reports whether a and b are the same slice (same array,
+// same length): an entry the handler left as it was copied.
+func sameValues(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // commit sends the status (200 unless WriteHeader chose one) if the

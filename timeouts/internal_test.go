@@ -424,3 +424,33 @@ func TestGuardSize(t *testing.T) {
 		t.Errorf("a guard allocation takes %d bytes (struct %d), want at most %d", got, unsafe.Sizeof(guard{}), want)
 	}
 }
+
+// TestSyncHeader checks that the handler's headers replace the real ones
+// exactly, whatever the handler did to the copy: kept, set, added to,
+// shortened, deleted or new entries.
+func TestSyncHeader(t *testing.T) {
+	two := []string{"a", "b"}
+	real := http.Header{
+		"Kept": {"k"}, "Set": {"old"}, "Added-To": {"x"}, "Shortened": two,
+		"Deleted": {"gone"}, "Empty": {},
+	}
+	g := &guard{w: &headerWriter{h: real}}
+	g.h = privateHeader(real)
+	g.h.Set("Set", "new")
+	g.h.Add("Added-To", "y")
+	g.h["Shortened"] = g.h["Shortened"][:1]
+	g.h.Del("Deleted")
+	g.h.Set("New", "n")
+	want := g.h.Clone()
+	g.syncHeader()
+	if !reflect.DeepEqual(real, want) {
+		t.Errorf("real headers after sync:\n%v\nwant\n%v", real, want)
+	}
+}
+
+type headerWriter struct {
+	http.ResponseWriter
+	h http.Header
+}
+
+func (w *headerWriter) Header() http.Header { return w.h }
