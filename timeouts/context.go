@@ -154,6 +154,10 @@ type keyProbe struct {
 	key any
 }
 
+// Err reports the probe ended: context.Cause asks a context for its
+// cancellation state only once its Err is not nil (so since Go 1.26).
+func (p *keyProbe) Err() error { return context.Canceled }
+
 func (p *keyProbe) Value(key any) any {
 	if p.key == nil {
 		p.key = key

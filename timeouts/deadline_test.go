@@ -3,6 +3,7 @@ package timeouts_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -339,11 +340,11 @@ func TestDeadlineLateCallsRaceFree(t *testing.T) {
 func TestDeadlineContext(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name   string
-		cancel bool // the client goes away at 300ms
-		check  func(t *testing.T, ctx context.Context) error
+		name     string
+		cancelAt time.Duration // when the client goes away, if not 0
+		check    func(t *testing.T, ctx context.Context) error
 	}{
-		{"derived context ends with DeadlineExceeded", false, func(t *testing.T, ctx context.Context) error {
+		{"derived context ends with DeadlineExceeded", 0, func(t *testing.T, ctx context.Context) error {
 			child, cancel := context.WithTimeout(ctx, time.Hour)
 			defer cancel()
 			if dl, _ := child.Deadline(); time.Until(dl) != time.Second {
@@ -355,7 +356,7 @@ func TestDeadlineContext(t *testing.T) {
 			}
 			return nil
 		}},
-		{"Cause and Err at the deadline", false, func(t *testing.T, ctx context.Context) error {
+		{"Cause and Err at the deadline", 0, func(t *testing.T, ctx context.Context) error {
 			if ctx.Err() != nil {
 				return errors.New("done early")
 			}
@@ -365,7 +366,15 @@ func TestDeadlineContext(t *testing.T) {
 			}
 			return nil
 		}},
-		{"AfterFunc runs at the deadline and stop works", false, func(t *testing.T, ctx context.Context) error {
+		{"Cause and Err stay the deadline's when the client goes away after it", 1500 * time.Millisecond, func(t *testing.T, ctx context.Context) error {
+			<-ctx.Done()
+			time.Sleep(time.Second) // past the client's going away (the 503 said Connection: close)
+			if ctx.Err() != context.DeadlineExceeded || context.Cause(ctx) != context.DeadlineExceeded {
+				return fmt.Errorf("Err %v, Cause %v", ctx.Err(), context.Cause(ctx))
+			}
+			return nil
+		}},
+		{"AfterFunc runs at the deadline and stop works", 0, func(t *testing.T, ctx context.Context) error {
 			ran := make(chan struct{})
 			context.AfterFunc(ctx, func() { close(ran) })
 			stop := context.AfterFunc(ctx, func() { panic("stopped func ran") })
@@ -375,7 +384,7 @@ func TestDeadlineContext(t *testing.T) {
 			<-ran
 			return nil
 		}},
-		{"client going away cancels", true, func(t *testing.T, ctx context.Context) error {
+		{"client going away cancels", 300 * time.Millisecond, func(t *testing.T, ctx context.Context) error {
 			child, cancel := context.WithCancel(ctx)
 			defer cancel()
 			<-child.Done()
@@ -394,8 +403,8 @@ func TestDeadlineContext(t *testing.T) {
 					http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { errc <- tc.check(t, r.Context()) })))
 				parent, cancel := context.WithCancel(context.Background())
 				defer cancel()
-				if tc.cancel {
-					time.AfterFunc(300*time.Millisecond, cancel)
+				if tc.cancelAt > 0 {
+					time.AfterFunc(tc.cancelAt, cancel)
 				}
 				req := httptest.NewRequestWithContext(parent, http.MethodGet, "/", nil)
 				h.ServeHTTP(httptest.NewRecorder(), req)

@@ -454,3 +454,13 @@ type headerWriter struct {
 }
 
 func (w *headerWriter) Header() http.Header { return w.h }
+
+// TestCancelCtxKeyFound checks that the probe still finds the context
+// package's key: without it a guard cannot hide its parent's cancellation
+// state, and context.Cause on the handler's context reports the client's
+// going away after a deadline (TestDeadlineContext).
+func TestCancelCtxKeyFound(t *testing.T) {
+	if cancelCtxKey() == nil {
+		t.Fatal("context.Cause did not ask the probe for a key")
+	}
+}
