@@ -347,6 +347,10 @@ func (g *guard) expireWriter() bool {
 		return true
 	}
 	g.timedOut.Store(true)
+	// The handler's private copy shares these values' arrays and may be
+	// appending to them; the 503's writers (outer wrappers adding a Vary,
+	// say) must copy instead.
+	clipHeader(g.w.Header())
 	_ = g.rc().SetWriteDeadline(time.Now().Add(g.d.writeTimeout))
 	httperr.Write(g.w, g.errorRequest(), &httperr.HTTPError{
 		Status: http.StatusServiceUnavailable,
@@ -560,23 +564,30 @@ func (g *guard) Header() http.Header {
 	return g.h
 }
 
-// privateHeader returns a copy of h for the handler. The value slices are
-// shared, with their capacity cut to their length, so that an Add on
-// either map copies instead of writing into the other's array; the
-// values themselves are read-only, as everywhere in net/http. maps.Clone
-// copies a small map's table as it is, without hashing each key again,
-// so only the rare value with spare capacity is stored a second time.
+// privateHeader returns a copy of h for the handler. maps.Clone copies a
+// small map's table as it is, without hashing each key again. The value
+// slices are shared: the values themselves are read-only, as everywhere in
+// net/http, and an Add on the copy that finds spare capacity writes past
+// the end of the real map's slice, where nobody reads. The timer cuts the
+// capacity of the real map's values before it writes the 503 (see
+// clipHeader), so that an Add on its side copies instead of writing into
+// the array the handler may be appending to.
 func privateHeader(h http.Header) http.Header {
-	p := maps.Clone(h)
-	if p == nil {
-		return make(http.Header)
+	if p := maps.Clone(h); p != nil {
+		return p
 	}
-	for k, v := range p {
+	return make(http.Header)
+}
+
+// clipHeader cuts the capacity of every value in h to its length, so that
+// an Add to h copies the value instead of writing into an array another
+// map may share.
+func clipHeader(h http.Header) {
+	for k, v := range h {
 		if cap(v) != len(v) {
-			p[k] = v[:len(v):len(v)]
+			h[k] = v[:len(v):len(v)]
 		}
 	}
-	return p
 }
 
 // WriteHeader implements [http.ResponseWriter]. After the deadline it does

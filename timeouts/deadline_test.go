@@ -684,3 +684,49 @@ func TestDeadlineRouteSecureHeaders(t *testing.T) {
 		}
 	})
 }
+
+// varyWriter adds a Vary value when the status is written, as a
+// compression middleware does.
+type varyWriter struct{ http.ResponseWriter }
+
+func (w varyWriter) WriteHeader(code int) {
+	w.Header().Add("Vary", "Accept-Encoding")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w varyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestDeadlineHeaderAppendRace: a header value set outside with spare
+// capacity, which the handler keeps appending to in its copy while the
+// timer writes the 503 through an outer writer that appends to it too.
+// The 503 carries the outer value, httperr's and the writer's, never the
+// handler's,
+// and (under -race) the two appends never touch the same array.
+func TestDeadlineHeaderAppendRace(t *testing.T) {
+	t.Parallel()
+	outer := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			vary := make([]string, 1, 8)
+			vary[0] = "Origin"
+			w.Header()["Vary"] = vary
+			next.ServeHTTP(varyWriter{w}, r)
+		})
+	}
+	h := httperr.Install(httperr.Options{Logger: quietLogger})(outer(timeouts.Deadline(timeouts.DeadlineOptions{Timeout: 20 * time.Millisecond})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hd := w.Header()
+			stop := time.Now().Add(2 * time.Second)
+			for i := 0; i < 1_000_000 && r.Context().Err() == nil && time.Now().Before(stop); i++ {
+				hd["Vary"] = hd["Vary"][:1] // the same array each time: the Add writes its second slot
+				hd.Add("Vary", "X-Handler")
+			}
+		}))))
+	for range 20 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		res := rec.Result()
+		if got := res.Header["Vary"]; res.StatusCode != http.StatusServiceUnavailable || !slices.Equal(got, []string{"Origin", "Accept", "Accept-Encoding"}) {
+			t.Fatalf("got %d with Vary %q; want 503 with the outer value, httperr's and the writer's", res.StatusCode, got)
+		}
+	}
+}

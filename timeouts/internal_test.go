@@ -294,8 +294,8 @@ func TestDeadlineTimerKinds(t *testing.T) {
 }
 
 // TestPrivateHeader checks the handler's copy of the headers: equal, its
-// own map, and sized so that an Add on either side cannot write into the
-// other's value array.
+// own map, and, once the timer has clipped the real map as it does before
+// the 503, an Add on either side cannot change what the other reads.
 func TestPrivateHeader(t *testing.T) {
 	shared := make([]string, 1, 4)
 	shared[0] = "Accept"
@@ -304,13 +304,18 @@ func TestPrivateHeader(t *testing.T) {
 	if !reflect.DeepEqual(p, real) {
 		t.Fatalf("copy %v, want %v", p, real)
 	}
-	p.Add("Vary", "Cookie")
+	p.Add("Vary", "Cookie") // the handler, before the deadline
+	if got := real["Vary"]; !slices.Equal(got, []string{"Accept"}) {
+		t.Errorf("real Vary = %q after the handler's Add", got)
+	}
+	clipHeader(real) // the timer, before it writes the 503
 	real.Add("Vary", "Origin")
-	if got := p["Vary"]; !slices.Equal(got, []string{"Accept", "Cookie"}) {
-		t.Errorf("private Vary = %q after both Adds", got)
+	p.Add("Vary", "Cookie")
+	if got := p["Vary"]; !slices.Equal(got, []string{"Accept", "Cookie", "Cookie"}) {
+		t.Errorf("private Vary = %q after the Adds", got)
 	}
 	if got := real["Vary"]; !slices.Equal(got, []string{"Accept", "Origin"}) {
-		t.Errorf("real Vary = %q after both Adds", got)
+		t.Errorf("real Vary = %q after the Adds", got)
 	}
 	p.Del("X-Frame-Options")
 	if real.Get("X-Frame-Options") != "DENY" {
@@ -318,6 +323,9 @@ func TestPrivateHeader(t *testing.T) {
 	}
 	if p := privateHeader(http.Header{}); p == nil {
 		t.Error("copy of an empty header is nil")
+	}
+	if p := privateHeader(nil); p == nil {
+		t.Error("copy of a nil header is nil")
 	}
 }
 
