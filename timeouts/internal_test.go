@@ -4,18 +4,18 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 	"unsafe"
+
+	"github.com/stormcellar/stormcellar/internal/testutil"
 )
 
 func TestRateReader(t *testing.T) {
@@ -417,18 +417,8 @@ var guardSink *guard
 // every request through a Deadline pays them. A field that pushes the
 // guard into the next class costs 64 bytes a request.
 func TestGuardSize(t *testing.T) {
-	const n, want = 1000, 576
-	var got uint64 = math.MaxUint64
-	for range 3 { // the least of three, in case something else allocated meanwhile
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for range n {
-			guardSink = new(guard)
-		}
-		runtime.ReadMemStats(&after)
-		got = min(got, (after.TotalAlloc-before.TotalAlloc)/n)
-	}
-	if got > want {
+	const want = 576
+	if got := testutil.AllocBytes(func() { guardSink = new(guard) }); got > want {
 		t.Errorf("a guard allocation takes %d bytes (struct %d), want at most %d", got, unsafe.Sizeof(guard{}), want)
 	}
 }

@@ -3,15 +3,15 @@ package reqstate
 import (
 	"context"
 	"errors"
-	"math"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/stormcellar/stormcellar/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -168,18 +168,8 @@ var stateSink *State
 // TestStateSize checks the bytes one state allocation takes (its size
 // class): every request pays them once.
 func TestStateSize(t *testing.T) {
-	const n, want = 1000, 480
-	var got uint64 = math.MaxUint64
-	for range 3 { // the least of three, in case something else allocated meanwhile
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for range n {
-			stateSink = new(State)
-		}
-		runtime.ReadMemStats(&after)
-		got = min(got, (after.TotalAlloc-before.TotalAlloc)/n)
-	}
-	if got > want {
+	const want = 480
+	if got := testutil.AllocBytes(func() { stateSink = new(State) }); got > want {
 		t.Errorf("a state allocation takes %d bytes, want at most %d", got, want)
 	}
 }
