@@ -138,28 +138,33 @@ func BenchmarkChain(b *testing.B) {
 	}
 }
 
-// BenchmarkChainLayers adds the full chain's layers one at a time,
-// outermost first, so that each layer's cost is the difference to the
-// line before it.
-func BenchmarkChainLayers(b *testing.B) {
+// layerCases returns the bare handler and the full chain's layers added
+// around it one at a time, outermost first, named "N_+Layer".
+func layerCases(b *testing.B) []benchCase {
 	layers, err := stack.FullLayers(stack.FullOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
+	cases := []benchCase{{"0_bare", stack.Bare()}}
+	for n := 1; n <= len(layers); n++ {
+		cases = append(cases, benchCase{strconv.Itoa(n) + "_+" + layers[n-1].Name, stack.Wrap(layers[:n], stack.Bare())})
+	}
+	return cases
+}
+
+// BenchmarkChainLayers adds the full chain's layers one at a time,
+// outermost first, so that each layer's cost is the difference to the
+// line before it.
+func BenchmarkChainLayers(b *testing.B) {
 	tmpl := benchRequest()
-	for n := 0; n <= len(layers); n++ {
-		name := "0_bare"
-		if n > 0 {
-			name = strconv.Itoa(n) + "_+" + layers[n-1].Name
-		}
-		h := stack.Wrap(layers[:n], stack.Bare())
-		b.Run(name, func(b *testing.B) {
+	for _, c := range layerCases(b) {
+		b.Run(c.name, func(b *testing.B) {
 			w, r := newBenchWriter(), new(http.Request)
 			b.ReportAllocs()
 			for b.Loop() {
-				serveOnce(h, w, r, tmpl)
+				serveOnce(c.h, w, r, tmpl)
 			}
-			checkServed(b, name, w)
+			checkServed(b, c.name, w)
 		})
 	}
 }
@@ -168,23 +173,14 @@ func BenchmarkChainLayers(b *testing.B) {
 // once, every request from the same client (as from wrk): a layer that
 // serialises requests shows as ns/op that stops falling with more Ps.
 func BenchmarkChainLayersParallel(b *testing.B) {
-	layers, err := stack.FullLayers(stack.FullOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	tmpl := benchRequest()
-	for n := 0; n <= len(layers); n++ {
-		name := "0_bare"
-		if n > 0 {
-			name = strconv.Itoa(n) + "_+" + layers[n-1].Name
-		}
-		h := stack.Wrap(layers[:n], stack.Bare())
-		b.Run(name, func(b *testing.B) {
+	for _, c := range layerCases(b) {
+		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				w, r := newBenchWriter(), new(http.Request)
 				for pb.Next() {
-					serveOnce(h, w, r, tmpl)
+					serveOnce(c.h, w, r, tmpl)
 				}
 			})
 		})
