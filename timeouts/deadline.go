@@ -202,6 +202,7 @@ func (g *guard) startTimerAlone(pdl time.Time, hasPDL bool) {
 		if outer, _ := g.parent.Value(deadlineKey{}).(*guard); outer != nil && !outer.stream && outer.dl.Equal(pdl) {
 			return
 		}
+		g.outerCut, g.outerLeft = true, delay
 	}
 	g.startTimer(delay, now)
 }
@@ -286,6 +287,10 @@ type guard struct {
 
 	h http.Header // (handler) private headers until commit
 
+	// outerLeft is the time an earlier deadline set outside the route
+	// left the handler, when this guard answers it (outerCut).
+	outerLeft time.Duration
+
 	// The handler's context (see context.go), under ctxMu.
 	dl         time.Time
 	err        error
@@ -307,6 +312,7 @@ type guard struct {
 	watching       bool  // (ctxMu)
 	queued         bool  // (the queue shard's lock) in the Deadline's queue
 	parentCanceled bool  // (mu) the timer found the parent canceled: the client went away
+	outerCut       bool  // (handler, before the timer starts) the deadline is an earlier one from outside
 	qshard         uint8 // (handler) the queue shard
 
 	// ownWriteDeadline is set when the handler (or an inner Deadline)
@@ -356,7 +362,7 @@ func (g *guard) expireWriter() bool {
 		Status: http.StatusServiceUnavailable,
 		Kind:   httperr.KindTimeout,
 		Header: http.Header{"Connection": {"close"}},
-		Err:    &timeoutError{op: "handler", after: g.d.timeout},
+		Err:    g.timeoutError(),
 	})
 	_ = g.rc().Flush()
 	g.wrote = true
@@ -364,6 +370,15 @@ func (g *guard) expireWriter() bool {
 		outer.markWritten() // the enclosing Deadline's response is complete too
 	}
 	return true
+}
+
+// timeoutError is the error the 503 is logged with: the route's Timeout,
+// or the time an earlier deadline from outside left the handler.
+func (g *guard) timeoutError() error {
+	if g.outerCut {
+		return &timeoutError{op: "handler (under an earlier deadline set outside the route)", after: g.outerLeft}
+	}
+	return &timeoutError{op: "handler", after: g.d.timeout}
 }
 
 // markWritten records that an inner Deadline completed this response with

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -728,5 +729,47 @@ func TestDeadlineHeaderAppendRace(t *testing.T) {
 		if got := res.Header["Vary"]; res.StatusCode != http.StatusServiceUnavailable || !slices.Equal(got, []string{"Origin", "Accept", "Accept-Encoding"}) {
 			t.Fatalf("got %d with Vary %q; want 503 with the outer value, httperr's and the writer's", res.StatusCode, got)
 		}
+	}
+}
+
+// TestDeadlineLogNamesTheLimit checks the 503's log record: it gives the
+// time the handler had, the route's Timeout or, when an earlier deadline
+// from outside the route cut it, the time that deadline left.
+func TestDeadlineLogNamesTheLimit(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		outer time.Duration // a deadline on the request's context, if not zero
+		want  string
+	}{
+		{"route Timeout", 0, "timeouts: handler gave up after 1h0m0s"},
+		{"earlier deadline outside", 2 * time.Second,
+			"timeouts: handler (under an earlier deadline set outside the route) gave up after 2s"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var logs strings.Builder
+				logger := slog.New(slog.NewTextHandler(&logs, nil))
+				h := httperr.Install(httperr.Options{Logger: logger})(timeouts.Deadline(timeouts.DeadlineOptions{Timeout: time.Hour})(
+					http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						time.Sleep(2 * time.Hour) // ignores its context
+					})))
+				ctx := context.Background()
+				if tc.outer > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tc.outer)
+					defer cancel()
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/slow", nil))
+				if rec.Code != http.StatusServiceUnavailable {
+					t.Fatalf("got %d, want 503", rec.Code)
+				}
+				if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), tc.want) {
+					t.Fatalf("log (%d records):\n%s\nwant one record with %q", n, logs.String(), tc.want)
+				}
+			})
+		})
 	}
 }
