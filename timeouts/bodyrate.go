@@ -1,6 +1,7 @@
 package timeouts
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -43,7 +44,9 @@ type rateConfig struct {
 // writes that 408 itself when the handler returns.
 //
 // A [Server] applies it to every request already; use BodyRate on a route
-// to set a different rate there (the innermost setting wins). Requests
+// to set a different rate there (the innermost setting wins, stricter or
+// more lenient, even with other body wrappers such as MaxBytes's in
+// between: there is one reader of the connection per request). Requests
 // without a body pass untouched. Once the body has been read to its end
 // the read deadline is cleared, so a handler may take its time afterwards.
 // Negative values are treated as the defaults.
@@ -71,16 +74,25 @@ func hasBody(r *http.Request) bool {
 }
 
 func serveRate(next http.Handler, w http.ResponseWriter, r *http.Request, cfg rateConfig) {
-	if rr, ok := r.Body.(*rateReader); ok {
-		// An outer BodyRate (or the Server) already wraps the body: this
-		// route's setting replaces its own.
+	rr, ok := r.Body.(*rateReader)
+	if !ok {
+		// Another wrapper (MaxBytes's, say) may sit between the body and
+		// an outer BodyRate's reader: the context finds that reader.
+		rr, _ = r.Context().Value(rateKey{}).(*rateReader)
+	}
+	if rr != nil {
+		// An outer BodyRate (or the Server) already reads the body from
+		// the connection: this route's setting replaces its own. A second
+		// reader would not do: both would move the one read deadline of
+		// the connection, and the more lenient one would win.
 		rr.configure(cfg, time.Now())
 		next.ServeHTTP(w, r)
 		return
 	}
 	st, w, r := reqstate.Ensure(w, r)
-	rr := &rateReader{body: r.Body, deadline: http.NewResponseController(w)}
+	rr = &rateReader{Context: r.Context(), body: r.Body, deadline: http.NewResponseController(w)}
 	rr.configure(cfg, time.Now())
+	r = r.WithContext(rr)
 	r.Body = rr
 	next.ServeHTTP(w, r)
 	if rr.err != nil && !st.Writer().Committed() {
@@ -95,8 +107,12 @@ type deadliner interface {
 }
 
 // rateReader enforces the minimum rate with read deadlines. Like any
-// request body it is read by one goroutine at a time.
+// request body it is read by one goroutine at a time. It is also the
+// context of the request it reads for (its parent's, with a value that
+// finds it: see serveRate).
 type rateReader struct {
+	context.Context
+
 	body     io.ReadCloser
 	deadline deadliner
 	now      func() time.Time // time.Now; replaced in tests
@@ -175,6 +191,17 @@ func (rr *rateReader) Read(p []byte) (int, error) {
 }
 
 func (rr *rateReader) Close() error { return rr.body.Close() }
+
+// rateKey is the context key under which a rateReader finds itself.
+type rateKey struct{}
+
+// Value implements [context.Context].
+func (rr *rateReader) Value(key any) any {
+	if key == (rateKey{}) {
+		return rr
+	}
+	return rr.Context.Value(key)
+}
 
 func isTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) {

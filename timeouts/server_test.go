@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormcellar/stormcellar/httperr"
+	"github.com/stormcellar/stormcellar/middleware"
 	"github.com/stormcellar/stormcellar/timeouts"
 )
 
@@ -95,6 +98,65 @@ func TestBodyRatePerRoute(t *testing.T) {
 			}
 			if status, err := readStatus(c, 3*time.Second); !strings.HasPrefix(status, tc.want) {
 				t.Fatalf("got %q (%v), want %s", status, err, tc.want)
+			}
+		})
+	}
+}
+
+// A route's stricter body rate holds with another body wrapper
+// (MaxBytes's, for a chunked body) between it and the server's: the route's setting replaces
+// the server's on the one reader that reads the connection, so a client
+// fast enough for the server but too slow for the route is cut with 408,
+// while on a route without its own rate the same client gets its 200.
+func TestBodyRatePerRouteBehindAnotherWrapper(t *testing.T) {
+	t.Parallel()
+	read := httperr.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprint(w, n)
+		return err
+	})
+	limit := middleware.MaxBytes(middleware.MaxBytesOptions{})
+	mux := http.NewServeMux()
+	mux.Handle("/strict", limit(timeouts.BodyRate(timeouts.BodyRateOptions{MinRate: 100_000, Window: 500 * time.Millisecond})(read)))
+	mux.Handle("/server-rate", limit(read))
+	_, addr, _ := startServer(t, mux, timeouts.ServerOptions{MinBodyRate: 1024, BodyRateWindow: 500 * time.Millisecond})
+
+	const chunks, chunk, every = 16, 1000, 250 * time.Millisecond // 4 KB/s for 4 s
+	for _, tc := range []struct {
+		path, want string
+		within     time.Duration
+	}{
+		{"/strict", "HTTP/1.1 408", 3 * time.Second},
+		{"/server-rate", "HTTP/1.1 200", 10 * time.Second},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			t.Parallel()
+			c, err := dialFrom("127.0.6.4", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			// Chunked, so that MaxBytes wraps the body to count it.
+			_, _ = fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", tc.path)
+			go func() {
+				for range chunks {
+					if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", chunk, strings.Repeat("z", chunk)); err != nil {
+						return
+					}
+					time.Sleep(every)
+				}
+				_, _ = io.WriteString(c, "0\r\n\r\n")
+			}()
+			status, err := readStatus(c, 10*time.Second)
+			if !strings.HasPrefix(status, tc.want) {
+				t.Fatalf("got %q (%v), want %s", status, err, tc.want)
+			}
+			if took := time.Since(start); took > tc.within {
+				t.Fatalf("%s after %v, want it within %v", status, took, tc.within)
 			}
 		})
 	}
