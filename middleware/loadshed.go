@@ -87,7 +87,11 @@ type LoadShed struct {
 	inflight atomic.Int64
 	latency  atomic.Int64 // nanoseconds, last measure
 	over     atomic.Bool
-	next     atomic.Int64 // unix nanoseconds of the next measure
+	next     atomic.Int64 // nanoseconds after start of the next measure
+	// start is when the LoadShed was made. Time is measured from it:
+	// time.Since reads only the monotonic clock, where time.Now reads
+	// the wall clock too, and a request pays for one reading.
+	start time.Time
 
 	mu      sync.Mutex // guards the measure below
 	samples [1]metrics.Sample
@@ -123,6 +127,7 @@ func NewLoadShed(opts LoadShedOptions) (*LoadShed, error) {
 		maxInFlight: int64(opts.MaxInFlight),
 		retryAfter:  opts.RetryAfter,
 		logger:      opts.Logger,
+		start:       time.Now(),
 	}
 	l.read = l.readRuntime
 	if l.maxLatency == 0 {
@@ -184,7 +189,7 @@ func (l *LoadShed) admit(n int64) error {
 		return httperr.Unavailable(httperr.KindOverload, l.retryAfter, ErrOverloaded)
 	}
 	if l.maxLatency > 0 {
-		l.maybeMeasure(time.Now().UnixNano())
+		l.maybeMeasure(int64(time.Since(l.start)))
 		if l.over.Load() && n > l.minInFlight {
 			return httperr.Unavailable(httperr.KindOverload, l.retryAfter, ErrSchedLatency)
 		}
