@@ -136,7 +136,12 @@
 // an inbound X-Request-Id) trust it only when the TCP peer is in the
 // configured TrustedProxies prefixes, never because chi's resolver, or a
 // header, says the client is such an address; the zero value trusts no
-// one. Redirect targets are built only from the configured host list.
+// one. The TCP peer is the connection's address as the first stormcellar
+// layer (httperr.Install, outermost) received it: a middleware that
+// rewrites RemoteAddr from request headers (chi's RealIP, gorilla's
+// ProxyHeaders) changes neither these checks nor the per-client limits
+// below it (TestRemoteAddrRewriterCannotForgeTrust). Redirect targets are
+// built only from the configured host list.
 //
 // Fail-open cases, by design:
 //

@@ -2,13 +2,17 @@ package middleware
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	chimw "github.com/go-chi/chi/v5/middleware"
 
@@ -173,5 +177,86 @@ func TestNewRequestIDErrors(t *testing.T) {
 	t.Parallel()
 	if m, err := NewRequestID(RequestIDOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), {}}}); !errors.Is(err, ErrTrustedProxy) || m != nil {
 		t.Errorf("got %v, %v", m, err)
+	}
+}
+
+// TestRemoteAddrRewriterCannotForgeTrust puts chi's RealIP, which rewrites
+// RemoteAddr from True-Client-IP, X-Real-IP or X-Forwarded-For whoever
+// sent them, inside the stack. The trust checks and per-client limits
+// below it keep using the connection's address, parsed when the request
+// state was created: a client on 127.0.0.1 claiming to be the trusted
+// proxy 10.6.6.x gets no chosen request id, no HTTPS treatment for plain
+// HTTP and no fresh rate-limit budget per claimed address, while another
+// client keeps its own budget.
+func TestRemoteAddrRewriterCannotForgeTrust(t *testing.T) {
+	t.Parallel()
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	ids := mustRequestID(t, RequestIDOptions{TrustedProxies: trusted})
+	headers, err := NewSecureHeaders(SecureHeadersOptions{TrustedProxies: trusted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit, err := NewRateLimit(RateLimitOptions{Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toHTTPS, err := NewHTTPSRedirect(HTTPSRedirectOptions{Hosts: []string{"127.0.0.1"}, TrustedProxies: trusted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rewritten atomic.Value // the RemoteAddr RealIP left, for the setup check
+	seen := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rewritten.Store(r.RemoteAddr)
+			next.ServeHTTP(w, r)
+		})
+	}
+	h := Chain(chimw.RealIP, seen, ids.Handler, headers.Handler, limit.Handler, toHTTPS.Handler)(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "served") }))
+	ts := startServer(t, h)
+	noRedirect := func(c *http.Client) *http.Client {
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		return c
+	}
+	attacker := noRedirect(client(t))
+	for i := range 5 {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/account", nil)
+		req.Header.Set("True-Client-IP", fmt.Sprintf("10.6.6.%d", i+1))
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set(RequestIDHeader, "attacker-chosen-id")
+		resp, err := attacker.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := rewritten.Load(); got != fmt.Sprintf("10.6.6.%d", i+1) {
+			t.Fatalf("setup: RealIP left RemoteAddr %v", got)
+		}
+		want := http.StatusPermanentRedirect // plain HTTP from an untrusted peer
+		if i >= 2 {
+			want = http.StatusTooManyRequests // one budget: the connection's address
+		}
+		if resp.StatusCode != want || strings.Contains(string(body), "served") {
+			t.Errorf("request %d: %d %q, want %d", i, resp.StatusCode, body, want)
+		}
+		if id := resp.Header.Get(RequestIDHeader); !generatedID.MatchString(id) {
+			t.Errorf("request %d: request id %q taken from the client", i, id)
+		}
+		if hsts := resp.Header.Get("Strict-Transport-Security"); hsts != "" {
+			t.Errorf("request %d: HSTS %q sent on plain HTTP", i, hsts)
+		}
+	}
+
+	other := noRedirect(&http.Client{Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext,
+	}, Timeout: 30 * time.Second})
+	resp, err := other.Get(ts.URL + "/account")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://127.0.0.1/account" {
+		t.Errorf("another client: %d to %q, want 308 to https://127.0.0.1/account", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // Addr returns the client address of r: chi's resolved client IP if a
-// ClientIPFrom* middleware ran, else the peer address from r.RemoteAddr.
+// ClientIPFrom* middleware ran, else the TCP peer (see [Peer]).
 // IPv4-mapped IPv6 addresses are unmapped and zones removed.
 //
 // When a resolver failed closed (a forwarded header that does not parse),
@@ -33,26 +33,18 @@ func Addr(r *http.Request) netip.Addr {
 	return Peer(r)
 }
 
-// Peer returns the TCP peer address of r, ignoring any resolver. The
-// request state, when there is one, parsed it already.
+// Peer returns the TCP peer address of r, ignoring any resolver: the
+// address the request state parsed from RemoteAddr when it was created
+// (see [reqstate.State.Peer]: a RemoteAddr rewritten later, by chi's
+// RealIP for one, is not believed), else RemoteAddr's. The zero Addr when
+// it does not parse.
 func Peer(r *http.Request) netip.Addr {
 	if st := reqstate.From(r.Context()); st != nil {
-		if a, ok := st.Peer(r.RemoteAddr); ok {
-			return a
-		}
+		a, _ := st.Peer()
+		return a
 	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap.Addr().Unmap().WithZone("")
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return a.Unmap().WithZone("")
+	a, _ := reqstate.ParsePeer(r.RemoteAddr)
+	return a
 }
 
 // PeerOf returns the address of a connection's peer (net.Conn.RemoteAddr),

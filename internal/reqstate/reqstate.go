@@ -67,10 +67,10 @@ type State struct {
 	idHex [16]byte
 
 	// The TCP peer, parsed once from the request's RemoteAddr when the
-	// state is created (see Peer); peerFrom is "" when it did not parse.
-	// Never changed afterwards.
-	peerFrom string
-	peer     [16]byte
+	// state is created (see Peer); hasPeer is false when it did not
+	// parse. Never changed afterwards.
+	peer    [16]byte
+	hasPeer bool
 }
 
 // Errors holds httperr's configuration (an unexported type of package
@@ -107,8 +107,8 @@ func Ensure(w http.ResponseWriter, r *http.Request) (*State, http.ResponseWriter
 	}
 	st := &State{Context: r.Context()}
 	st.w.rw = w
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		st.peerFrom, st.peer = r.RemoteAddr, ap.Addr().As16()
+	if a, ok := ParsePeer(r.RemoteAddr); ok {
+		st.peer, st.hasPeer = a.As16(), true
 	}
 	// WithContext is inlined, so its copy stays on the stack and is
 	// copied into the state: one allocation for both.
@@ -116,16 +116,36 @@ func Ensure(w http.ResponseWriter, r *http.Request) (*State, http.ResponseWriter
 	return st, &st.w, &st.req
 }
 
-// Peer returns the TCP peer address parsed from the request's RemoteAddr
-// when the state was created, unmapped and without a zone, if remoteAddr
-// is still that RemoteAddr (a layer may have rewritten it since); false
-// otherwise. Several layers look at the peer of every request; this
-// parses it once. It may be called from any goroutine.
-func (s *State) Peer(remoteAddr string) (netip.Addr, bool) {
-	if s.peerFrom == "" || remoteAddr != s.peerFrom {
+// Peer returns the TCP peer address, as [ParsePeer] parsed it from the
+// request's RemoteAddr when the state was created; false when it did not
+// parse. A layer that rewrites RemoteAddr afterwards (chi's RealIP,
+// gorilla's ProxyHeaders, from headers the client chose) changes nothing
+// here: trust decisions and per-client limits stay on the connection's
+// address. Several layers look at the peer of every request; this parses
+// it once. It may be called from any goroutine.
+func (s *State) Peer() (netip.Addr, bool) {
+	if !s.hasPeer {
 		return netip.Addr{}, false
 	}
 	return netip.AddrFrom16(s.peer).Unmap(), true
+}
+
+// ParsePeer parses a RemoteAddr: host:port, or an address alone. The
+// address is unmapped (an IPv4-mapped IPv6 address becomes IPv4) and has
+// no zone; false when remoteAddr holds no IP address.
+func ParsePeer(remoteAddr string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap().WithZone(""), true
 }
 
 // CSPHeader returns a header value holding policy. The first one of a

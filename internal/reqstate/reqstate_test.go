@@ -141,24 +141,30 @@ func TestCSPHeaderNeverChangesAValueGiven(t *testing.T) {
 	}
 }
 
+// TestPeer checks the peer the state parses when it is created, and that
+// a RemoteAddr rewritten afterwards (as chi's RealIP rewrites it from a
+// header the client chose) does not change it.
 func TestPeer(t *testing.T) {
 	tests := []struct{ remote, want string }{
 		{"127.0.0.1:40000", "127.0.0.1"},
 		{"[::ffff:10.0.0.1]:1", "10.0.0.1"},
 		{"[fe80::1%eth0]:80", "fe80::1"},
-		{"10.0.0.1", ""}, // no port: left to the caller's own parsing
+		{"10.0.0.1", "10.0.0.1"},
+		{"2001:db8::1", "2001:db8::1"},
 		{"@", ""},
+		{"", ""},
 	}
 	for _, tc := range tests {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.RemoteAddr = tc.remote
 		st, _, r2 := Ensure(httptest.NewRecorder(), r)
-		got, ok := st.Peer(r2.RemoteAddr)
+		got, ok := st.Peer()
 		if ok != (tc.want != "") || (ok && got.String() != tc.want) {
 			t.Errorf("RemoteAddr %q: Peer = %s, %v; want %q", tc.remote, got, ok, tc.want)
 		}
-		if _, ok := st.Peer("127.0.0.2:40000"); ok {
-			t.Errorf("RemoteAddr %q: Peer answered for another RemoteAddr", tc.remote)
+		r2.RemoteAddr = "10.6.6.6:1"
+		if again, againOK := st.Peer(); again != got || againOK != ok {
+			t.Errorf("RemoteAddr %q rewritten to 10.6.6.6:1: Peer = %s, %v; want %s, %v", tc.remote, again, againOK, got, ok)
 		}
 	}
 }
