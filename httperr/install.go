@@ -84,7 +84,11 @@ func Install(opts Options) func(http.Handler) http.Handler {
 	}}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			orig := r
 			st, w, r := reqstate.Ensure(w, r)
+			if r != orig {
+				defer reqstate.KeepForm(orig, r) // for net/http to remove its files
+			}
 			st.Errors = cfg
 			next.ServeHTTP(w, r)
 		})
@@ -111,7 +115,11 @@ type HandlerFunc func(http.ResponseWriter, *http.Request) error
 
 // ServeHTTP calls f and writes its error.
 func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	orig := r
 	st, w, r := reqstate.Ensure(w, r)
+	if r != orig {
+		defer reqstate.KeepForm(orig, r)
+	}
 	err := f(w, r)
 	if err == nil {
 		return

@@ -219,7 +219,11 @@ func (m *SecureHeaders) Handler(next http.Handler) http.Handler {
 		}
 		if m.cspParts != nil {
 			var st *reqstate.State
+			orig := r
 			st, w, r = reqstate.Ensure(w, r)
+			if r != orig {
+				defer reqstate.KeepForm(orig, r)
+			}
 			policy, nonce := m.noncePolicy(st.Nonce)
 			st.Nonce = nonce
 			h[m.cspKey] = st.CSPHeader(policy)

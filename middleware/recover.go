@@ -48,7 +48,11 @@ const (
 // one ends the process whatever middleware is installed.
 func Recover(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		orig := r
 		st, w, r := reqstate.Ensure(w, r)
+		if r != orig {
+			defer reqstate.KeepForm(orig, r)
+		}
 		defer recoverPanic(st, w, r)
 		next.ServeHTTP(w, r)
 	})

@@ -58,7 +58,11 @@ func NewRequestID(opts RequestIDOptions) (*RequestID, error) {
 // Handler returns next wrapped by the middleware.
 func (m *RequestID) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		orig := r
 		st, w, r := reqstate.Ensure(w, r)
+		if r != orig {
+			defer reqstate.KeepForm(orig, r)
+		}
 		var hdr []string
 		inbound, hasInbound := r.Header[RequestIDHeader]
 		switch {

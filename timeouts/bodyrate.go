@@ -89,11 +89,13 @@ func serveRate(next http.Handler, w http.ResponseWriter, r *http.Request, cfg ra
 		next.ServeHTTP(w, r)
 		return
 	}
+	orig := r
 	st, w, r := reqstate.Ensure(w, r)
 	rr = &rateReader{Context: r.Context(), body: r.Body, deadline: http.NewResponseController(w)}
 	rr.configure(cfg, time.Now())
 	r = r.WithContext(rr)
 	r.Body = rr
+	defer reqstate.KeepForm(orig, r)
 	next.ServeHTTP(w, r)
 	if rr.err != nil && !st.Writer().Committed() {
 		httperr.Write(w, r, rr.err)

@@ -414,6 +414,9 @@ func (g *guard) errorRequest() *http.Request {
 
 // finish runs on the handler's goroutine when it returns or panics.
 func (g *guard) finish(normal *bool) {
+	// A form the handler parsed goes back to the request Deadline got, for
+	// the layer that passed it (MaxBytes, net/http) to remove its files.
+	reqstate.KeepForm(g.orig, &g.req)
 	g.stopTimer()
 	g.mu.Lock()
 	hijacked := g.state == stateHijacked

@@ -116,6 +116,35 @@ func Ensure(w http.ResponseWriter, r *http.Request) (*State, http.ResponseWriter
 	return st, &st.w, &st.req
 }
 
+// KeepForm hands a multipart form parsed into cp, a copy of orig made by
+// a layer that passed cp on (Ensure's, a Deadline's), back to orig, for
+// the layer outside (net/http, MaxBytes) to remove its temporary files
+// when the request ends: they only look at the request value they passed
+// on. A form of cp's that orig cannot take (orig has another one) is
+// removed now. Call it, deferred, after the handler that got cp returns;
+// a layer whose Ensure returned the request it was given has nothing to
+// hand back.
+func KeepForm(orig, cp *http.Request) {
+	if cp != orig && cp.MultipartForm != nil { // inlined: nearly every request stops here
+		keepForm(orig, cp)
+	}
+}
+
+// keepForm is KeepForm's rare case, kept out of line so that KeepForm
+// inlines.
+//
+//go:noinline
+func keepForm(orig, cp *http.Request) {
+	if cp.MultipartForm == orig.MultipartForm {
+		return
+	}
+	if orig.MultipartForm == nil {
+		orig.MultipartForm = cp.MultipartForm
+		return
+	}
+	_ = cp.MultipartForm.RemoveAll()
+}
+
 // Peer returns the TCP peer address, as [ParsePeer] parsed it from the
 // request's RemoteAddr when the state was created; false when it did not
 // parse. A layer that rewrites RemoteAddr afterwards (chi's RealIP,

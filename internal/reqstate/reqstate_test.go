@@ -1,10 +1,13 @@
 package reqstate
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -178,4 +181,66 @@ func TestStateSize(t *testing.T) {
 	if got := testutil.AllocBytes(func() { stateSink = new(State) }); got > want {
 		t.Errorf("a state allocation takes %d bytes, want at most %d", got, want)
 	}
+}
+
+// TestKeepForm checks that a form parsed into a copy goes back to the
+// request it was copied from, and that a form the original cannot take
+// (it has another) has its files removed at once.
+func TestKeepForm(t *testing.T) {
+	dir := t.TempDir()
+
+	orig := httptest.NewRequest(http.MethodPost, "/", nil)
+	cp := orig.WithContext(orig.Context())
+	KeepForm(orig, cp)
+	if orig.MultipartForm != nil {
+		t.Fatal("a copy without a form gave one back")
+	}
+
+	parsed := parsedForm(t, dir)
+	cp.MultipartForm = parsed
+	KeepForm(orig, cp)
+	if orig.MultipartForm != parsed {
+		t.Fatal("the copy's form was not handed back")
+	}
+	KeepForm(orig, orig) // the same request: nothing to do
+	if orig.MultipartForm != parsed || countFiles(t, dir) != 1 {
+		t.Fatal("KeepForm(r, r) changed something")
+	}
+
+	other := orig.WithContext(orig.Context())
+	other.MultipartForm = parsedForm(t, dir)
+	if countFiles(t, dir) != 2 {
+		t.Fatal("setup: want two files")
+	}
+	KeepForm(orig, other)
+	if orig.MultipartForm != parsed || countFiles(t, dir) != 1 {
+		t.Fatalf("a second form: orig's replaced %v, %d files left, want orig's kept and 1 file", orig.MultipartForm != parsed, countFiles(t, dir))
+	}
+}
+
+// parsedForm parses a multipart body with one file part larger than the
+// in-memory share, so that it leaves one temporary file in dir (TMPDIR).
+func parsedForm(t *testing.T, dir string) *multipart.Form {
+	t.Helper()
+	t.Setenv("TMPDIR", dir)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", "f.bin")
+	_, _ = fw.Write(bytes.Repeat([]byte("x"), 4096))
+	_ = mw.Close()
+	r := httptest.NewRequest(http.MethodPost, "/", &body)
+	r.Header.Set("Content-Type", mw.FormDataContentType())
+	if err := r.ParseMultipartForm(16); err != nil {
+		t.Fatal(err)
+	}
+	return r.MultipartForm
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
 }
