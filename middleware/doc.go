@@ -44,7 +44,10 @@
 //  8. [MaxBytes]: the default body limit.
 //  9. The router; on its routes, MaxBytes with a route's own limit,
 //     cross-origin and XSRF checks (package cookiesecret) and deadlines
-//     (package timeouts).
+//     (package timeouts). A route that takes multipart uploads needs its
+//     MaxBytes here, inside the router: chi's router passes on a copy of
+//     the request, and a form parsed into that copy is out of sight of a
+//     MaxBytes above it, which could not remove its temporary files.
 //
 // # Request size
 //
