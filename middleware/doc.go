@@ -68,12 +68,16 @@
 //     (GODEBUG urlmaxqueryparams).
 //   - The body: [MaxBytes], default 1 MiB, a 413 with Connection: close,
 //     for declared and chunked bodies alike, after decompression when it
-//     decompresses, with multipart bodies capped at 100 parts. Routes raise
-//     or lower the limit with their own MaxBytes. A form parsed with
-//     ParseMultipartForm(maxMemory) keeps at most maxMemory bytes of files
-//     (plus up to 10 MB of other fields) in memory and the rest of the body
-//     in temporary files, so memory and disk are both bounded by the body
-//     limit; MaxBytes removes the temporary files when the handler returns.
+//     decompresses, with multipart bodies capped at 100 parts (multipart
+//     as net/http's parser reads Content-Type, Unicode spaces and case
+//     included). Routes raise or lower the limit with their own MaxBytes.
+//     A form parsed with ParseMultipartForm(maxMemory) keeps at most
+//     maxMemory bytes of files (plus up to 10 MB of other fields) in
+//     memory and the rest of the body in temporary files, so memory and
+//     disk are both bounded by the body limit. MaxBytes removes those
+//     files when the handler returns if the form was parsed into the
+//     request it passed on, or copied back into it (see the fail-open
+//     cases below).
 //
 // # Threat model
 //
@@ -106,8 +110,9 @@
 //     checks it (including refused ones), so no concurrent burst gets past
 //     the limit and a client that ignores Retry-After stays limited. The
 //     client is chi's trusted-proxy resolver's address or the TCP peer,
-//     grouped by /64 for IPv6, or a key of the application's (user id, API
-//     key). The default is 100 requests per minute in a sliding window; a
+//     grouped by /64 for IPv6 (an address in a NAT64 prefix, 64:ff9b::/96
+//     or 64:ff9b:1::/48, is one IPv4 client and counts alone), or a key of
+//     the application's (user id, API key). The default is 100 requests per minute in a sliding window; a
 //     refusal is a 429 with the exact Retry-After and the RateLimit-*
 //     headers. The in-memory store holds at most MaxKeys clients (default
 //     1<<20, about 38 bytes each: 36 MiB measured for a million, given
@@ -159,10 +164,15 @@
 //     anyway (it would for any body) and its response is replaced by the
 //     413. A limit crossed after the handler started streaming its
 //     response can only abort the connection.
-//   - Temporary files of a multipart form are removed only if the form was
-//     parsed into a request value MaxBytes saw (the same value, or one
-//     sharing it); a copy made below MaxBytes that parses its own form is
-//     left to net/http, which misses it (golang/go#74455).
+//   - [MaxBytes] removes the temporary files of a multipart form parsed
+//     into the request it passed to the next handler, or copied back into
+//     it by an inner layer; stormcellar's own layers that copy a request
+//     (timeouts.Deadline, timeouts.BodyRate, the per-request state) copy a
+//     parsed form back. A router or other middleware that copies the
+//     request between MaxBytes and the handler (chi's Mux, otelhttp…)
+//     hides the form from it, and net/http misses it too
+//     (golang/go#74455): for routes that take uploads, put a MaxBytes at
+//     route level inside the router (chi's r.Use or r.With).
 //   - HSTS and the HTTPS redirect trust X-Forwarded-Proto from the
 //     configured proxies as they send it (the rightmost value): a proxy
 //     that passes a client's header through unchanged makes it

@@ -215,6 +215,10 @@ func TestRateLimitSpoofedForwardedFor(t *testing.T) {
 			hdr: func(i int) []string {
 				return []string{"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1)}
 			}, wantOK: 4 * limit},
+		{name: "trusted proxy: IPv4 clients behind NAT64 are distinct", resolver: chimw.ClientIPFromXFF("127.0.0.1/32"),
+			hdr: func(i int) []string {
+				return []string{"X-Forwarded-For", fmt.Sprintf("64:ff9b::cb00:71%02x", i+1)}
+			}, wantOK: 4 * limit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

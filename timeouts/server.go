@@ -72,7 +72,8 @@ type ServerOptions struct {
 	MaxConns int
 
 	// MaxConnsPerClient caps the open connections of one client: one IPv4
-	// address, or one IPv6 /64, of the TCP peer (a transport limit, never
+	// address, or one IPv6 /64 (a NAT64 address alone), of the TCP peer
+	// (a transport limit, never
 	// keyed on forwarded headers). Behind a reverse proxy every client is
 	// the proxy: raise it to the proxy's connection pool size. Default 128.
 	MaxConnsPerClient int

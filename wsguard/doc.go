@@ -54,7 +54,8 @@
 // same page, log record and metrics hook. The client address for the
 // per-client cap comes from the shared trusted-proxy helper
 // (internal/clientip): chi's ClientIPFrom* resolver when the application
-// installed one, else the TCP peer; IPv6 clients are counted per /64;
+// installed one, else the TCP peer; IPv6 clients are counted per /64
+// (NAT64 addresses, one IPv4 client each, one by one);
 // X-Forwarded-For is never read here.
 //
 // Fail-open cases and limits, all deliberate:

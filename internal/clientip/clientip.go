@@ -65,8 +65,12 @@ func PeerOf(a net.Addr) netip.Addr {
 
 // Group returns the prefix that counts as one client for limits: the
 // address itself for IPv4, its /64 for IPv6 (a single subscriber usually
-// holds a whole /64 and could otherwise rotate through it). The zero Addr
-// maps to the zero Prefix, one shared bucket.
+// holds a whole /64 and could otherwise rotate through it). An address in
+// a NAT64 prefix (64:ff9b::/96, RFC 6052, and 64:ff9b:1::/48, RFC 8215)
+// is an IPv4 client as an IPv6-only network behind a translator sees it:
+// it counts alone, as that IPv4 address would, instead of sharing one /64
+// with every IPv4 client on the internet. The zero Addr maps to the zero
+// Prefix, one shared bucket.
 func Group(a netip.Addr) netip.Prefix {
 	if !a.IsValid() {
 		return netip.Prefix{}
@@ -74,6 +78,16 @@ func Group(a netip.Addr) netip.Prefix {
 	if a.Is4() {
 		return netip.PrefixFrom(a, 32)
 	}
+	if nat64WellKnown.Contains(a) || nat64Local.Contains(a) {
+		return netip.PrefixFrom(a, 128)
+	}
 	p, _ := a.Prefix(64)
 	return p
 }
+
+// The NAT64 prefixes: their addresses are not routed on the IPv6 internet
+// (no IPv6 host holds one), so counting each alone lets no client rotate.
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")
+)

@@ -61,6 +61,12 @@ func TestGroup(t *testing.T) {
 		"203.0.113.9":             "203.0.113.9/32",
 		"2001:db8:1:2:aaaa::1":    "2001:db8:1:2::/64",
 		"2001:db8:1:2:ffff::9999": "2001:db8:1:2::/64",
+		// NAT64: one IPv4 client each, not one /64 for all of them.
+		"64:ff9b::c000:201":     "64:ff9b::c000:201/128",
+		"64:ff9b::cb00:7107":    "64:ff9b::cb00:7107/128",
+		"64:ff9b:1:2::c000:201": "64:ff9b:1:2::c000:201/128",
+		"64:ff9b:0:0:1::1":      "64:ff9b::/64", // outside 64:ff9b::/96
+		"64:ff9c::1":            "64:ff9c::/64",
 	} {
 		if got := Group(netip.MustParseAddr(in)); got.String() != want {
 			t.Errorf("Group(%s) = %s, want %s", in, got, want)
