@@ -89,10 +89,14 @@
 //     words, years and keyboard walks (estimated under 100 bits) are
 //     refused when the keyring is loaded. The estimate is a heuristic: it
 //     stops what people type, not every bad key; generate keys.
-//   - Cookie values are HMAC-SHA256 signed over the cookie name, a
+//   - [Cookie] values are HMAC-SHA256 signed over the cookie name, a
 //     timestamp and the value, with a per-key-id key; encrypted ones use
 //     AES-256-CTR then HMAC (encrypt-then-MAC). A value for another cookie
 //     name, another key, the other mode or the XSRF cookie does not verify.
+//   - [Tornado] reads only v2 values unless told otherwise; their
+//     signature covers the cookie name as a length-prefixed field of its
+//     own, so a value for another cookie name does not verify either (v1
+//     values differ: see the fail-open cases).
 //   - Timestamps more than one minute in the future are refused (a stolen
 //     key cannot mint a cookie that outlives its maximum age); so are
 //     values older than the maximum age, whatever the browser kept.
@@ -119,15 +123,30 @@
 //     WebSocket handshakes are GETs; check their Origin with wsorigin.
 //   - InsecureBypassPatterns skip both layers for matching requests, and
 //     TrustedOrigins skip the origin layer for those origins.
-//   - InsecureAllowHTTP, InsecureScriptAccess, InsecureAllowV1 and
-//     [InsecureUncheckedSecret] weaken what their names say.
+//   - InsecureAllowHTTP, InsecureScriptAccess and [InsecureUncheckedSecret]
+//     weaken what their names say.
+//   - InsecureAllowV1 makes [Tornado] accept v1 values, whose signature
+//     runs the cookie name and the value together: where one cookie name is
+//     another followed by a multiple of four base64 characters ("user" and
+//     "userdata"), a value signed for either verifies as a value of the
+//     other, and decodes to other bytes. Tornado accepts these too; see
+//     TornadoOptions.InsecureAllowV1.
 //   - To find an _xsrf form field the check parses a url-encoded or
-//     multipart body before the token is verified (keeping at most 1 MiB of
-//     it in memory and the rest in temporary files), and anyone can get an
-//     XSRF cookie with one GET: put middleware.MaxBytes in front, which
-//     bounds the body and removes the temporary files. A route that
-//     streams its own multipart body should take the token from the
-//     X-XSRF-Token header instead.
+//     multipart body before the token is verified, and anyone can get an
+//     XSRF cookie with one GET. The parse is bounded by
+//     XSRFOptions.MaxFormMemory (default 1 MiB): a url-encoded body, held
+//     in memory whole, is refused with 413 when it is longer; a multipart
+//     body keeps at most that much file content in memory and writes the
+//     rest to a temporary file, but its other fields may take up to that
+//     bound plus 10 MiB of memory (the reserve mime/multipart adds and does
+//     not let callers lower; more is a 413), and its files are bounded
+//     only by the body limit in front. Put middleware.MaxBytes in front: it
+//     bounds the whole body (1 MiB by default; raise it on upload routes
+//     only). The temporary files are removed when the handler returns (by
+//     [XSRF.Handler], and by middleware.MaxBytes), or by [XSRF.Check]
+//     itself when it refuses the request; a caller of Check alone removes
+//     those of an accepted request. A route that streams its own multipart
+//     body should take the token from the X-XSRF-Token header instead.
 //   - Signed (not encrypted) cookie values are readable by the client.
 //   - A secret that passes validation but leaked is as bad as a weak one:
 //     rotate it.

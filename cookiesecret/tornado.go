@@ -47,11 +47,33 @@ type TornadoOptions struct {
 	// refused with [ErrTooLarge] before any cryptography. Default
 	// [DefaultMaxLength] (4096).
 	MaxLength int
-	// InsecureAllowV1 accepts v1 values (HMAC-SHA1 over fields without
-	// delimiters, which is why Tornado added digit-shifting checks) and
-	// lets Version be 1. Tornado's default min_version is 1; this codec's
-	// is 2. Only valid with Secret: Tornado cannot check v1 values against
-	// a dict either (it fails an assertion and answers 500).
+	// InsecureAllowV1 accepts v1 values and lets Version be 1. Tornado's
+	// default min_version is 1; this codec's is 2. Only valid with Secret:
+	// Tornado cannot check v1 values against a dict either (it fails an
+	// assertion and answers 500).
+	//
+	// A v1 value is "base64|timestamp|signature", signed with HMAC-SHA1
+	// over the cookie name, the base64 value and the timestamp run
+	// together without delimiters. Tornado's digit-shifting check (a
+	// timestamp may not start with a zero) guards the boundary between
+	// the value and the timestamp; nothing guards the one between the
+	// name and the value, in Tornado or here. So when one cookie name is
+	// another followed by four characters of the base64 alphabet (letters,
+	// digits, '+', '/'), or by any multiple of four, a value signed for
+	// either name verifies as a value of the other, with other bytes: a
+	// value signed for "userdata" verifies as one of "user" once "data" is
+	// put in front of its base64, and decodes to the 3 bytes that "data"
+	// encodes followed by the original value; a value signed for "user"
+	// whose base64 starts with "data" verifies as one of "userdata" once
+	// "data" is cut off, and decodes to the original value without its
+	// first 3 bytes. Names that differ in any other way ("user" and
+	// "users", "user" and "user.abc") cannot be swapped: what moves does
+	// not leave valid base64. The codec cannot tell such a value from a
+	// genuine one without knowing every name ever signed with the secret,
+	// so it accepts it, as Tornado does. v2 values and [Cookie] values
+	// sign the name as a field of its own and never verify under another
+	// name. With v1 on, give no two cookies signed with this secret names
+	// related like this, or move them to v2.
 	InsecureAllowV1 bool
 	// Version is the format Encode writes: 2 (the default, Tornado's
 	// DEFAULT_SIGNED_VALUE_VERSION) or 1 (needs InsecureAllowV1).

@@ -420,3 +420,129 @@ func TestNewTornadoRefusesSmallMaxLength(t *testing.T) {
 		t.Errorf("MaxLength 64: %v", err)
 	}
 }
+
+// TestTornadoV1NamePrefixReplay pins what TornadoOptions.InsecureAllowV1
+// documents: the v1 MAC runs the cookie name and the base64 value together,
+// so when one name is the other followed by four (or a multiple of four)
+// base64 characters, a value signed for either verifies as the other's,
+// with other bytes. Names related otherwise cannot be swapped, and v2
+// values and Cookie values never verify under another name.
+func TestTornadoV1NamePrefixReplay(t *testing.T) {
+	t.Parallel()
+	v1, err := NewTornado(TornadoOptions{Secret: weak("my-secret-key"), Version: 1, InsecureAllowV1: true, Now: clockAt(vectorClock, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(name, value string) string {
+		t.Helper()
+		s, err := v1.Encode(name, []byte(value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	prefixed := "u\xabZhello" // base64 "data" (3 bytes), then "hello"
+
+	// "userdata" -> "user": the attacker moves "data" into the value.
+	forUserdata := sign("userdata", "hello")
+	if !strings.HasPrefix(forUserdata, "aGVsbG8=|1700000000|") {
+		t.Fatalf("unexpected v1 value %q", forUserdata)
+	}
+	got, err := v1.Decode("user", "data"+forUserdata)
+	if err != nil || string(got) != prefixed {
+		t.Errorf(`Decode("user", "data"+value for "userdata") = %q, %v; want the documented replay %q`, got, err, prefixed)
+	}
+	// The legitimate reader of "userdata" still gets its value.
+	if got, err := v1.Decode("userdata", forUserdata); err != nil || string(got) != "hello" {
+		t.Errorf(`Decode("userdata") = %q, %v; want "hello"`, got, err)
+	}
+
+	// "user" -> "userdata": a value for "user" whose base64 begins with
+	// "data" loses those 3 bytes.
+	forUser := sign("user", prefixed)
+	if !strings.HasPrefix(forUser, "data") {
+		t.Fatalf("base64 of %q does not begin with data: %q", prefixed, forUser)
+	}
+	got, err = v1.Decode("userdata", forUser[len("data"):])
+	if err != nil || string(got) != "hello" {
+		t.Errorf(`Decode("userdata", value for "user" minus "data") = %q, %v; want the documented replay "hello"`, got, err)
+	}
+
+	// Names that differ by other than a multiple of four base64
+	// characters cannot be swapped: what moves is not valid base64.
+	for _, long := range []string{"users", "user_id", "user.abc", "user-dat", "userdatax"} {
+		if got, err := v1.Decode("user", long[len("user"):]+sign(long, "hello")); !errors.Is(err, ErrTampered) {
+			t.Errorf("v1 value for %q as %q: %q, %v; want ErrTampered", long, "user", got, err)
+		}
+	}
+
+	// v2: the name is a field of its own.
+	v2, err := NewTornado(TornadoOptions{Secret: weak("my-secret-key"), InsecureAllowV1: true, Now: clockAt(vectorClock, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2Userdata, err := v2.Encode("userdata", []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, replay := range []string{
+		v2Userdata,
+		strings.Replace(v2Userdata, "|8:userdata|8:aGVsbG8=|", "|4:user|12:dataaGVsbG8=|", 1),
+	} {
+		if got, err := v2.Decode("user", replay); !errors.Is(err, ErrTampered) {
+			t.Errorf("v2 value for userdata as user (%q): %q, %v; want ErrTampered", replay, got, err)
+		}
+	}
+	// Without InsecureAllowV1, the v1 replay is not even read.
+	strict, err := NewTornado(TornadoOptions{Secret: weak("my-secret-key"), Now: clockAt(vectorClock, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := strict.Decode("user", "data"+forUserdata); !errors.Is(err, ErrVersion) {
+		t.Errorf("v1 replay without InsecureAllowV1: %q, %v; want ErrVersion", got, err)
+	}
+
+	// Cookie values: the name is signed as a field of its own too.
+	ring := testRing(t, "k1")
+	userdata := testCookie(t, ring, CookieOptions{Name: "userdata"})
+	user := testCookie(t, ring, CookieOptions{Name: "user"})
+	enc, err := userdata.Encode([]byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := user.Decode(enc); !errors.Is(err, ErrTampered) {
+		t.Errorf("Cookie value for userdata as user: %q, %v; want ErrTampered", got, err)
+	}
+}
+
+// TestTornadoV1NamePrefixReplayInTornado: Tornado's own
+// decode_signed_value accepts the same replays (it is a property of the v1
+// format, which interoperability requires reading as Tornado does).
+func TestTornadoV1NamePrefixReplayInTornado(t *testing.T) {
+	t.Parallel()
+	tor, err := NewTornado(TornadoOptions{Secret: weak("my-secret-key"), Version: 1, InsecureAllowV1: true, Now: clockAt(vectorClock, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forUserdata, _ := tor.Encode("userdata", []byte("hello"))
+	forUser, _ := tor.Encode("user", []byte("u\xabZhello"))
+	cases := []struct{ name, signed string }{
+		{"user", "data" + forUserdata},
+		{"userdata", forUser[len("data"):]},
+	}
+	var ops []tornadoOp
+	for _, c := range cases {
+		ops = append(ops, tornadoOp{Op: "decode", Secret: singleSecret([]byte("my-secret-key")), Name: c.name, Signed: c.signed, Clock: vectorClock})
+	}
+	results := runTornado(t, ops)
+	for i, c := range cases {
+		ours, err := tor.Decode(c.name, c.signed)
+		if err != nil {
+			t.Errorf("%s: this codec refused %q: %v", c.name, c.signed, err)
+			continue
+		}
+		if !results[i].OK || results[i].Value == nil || !bytes.Equal(*results[i].Value, ours) {
+			t.Errorf("%s: Tornado %+v, this codec %q; want the same value", c.name, results[i], ours)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"log/slog"
 	"mime"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/netip"
@@ -41,12 +42,17 @@ const DefaultXSRFCookie = "__Host-xsrf"
 const (
 	xsrfBaseLen   = 32
 	xsrfMaskedLen = 2 * xsrfBaseLen
-	// maxFormMemory is what multipart parsing for the _xsrf field keeps
-	// in memory; the rest of the body goes to temporary files, which
-	// middleware.MaxBytes bounds and removes. It is far below
-	// http.Request.FormValue's 32 MiB because anyone holding an XSRF
-	// cookie (one GET) can make the check parse a body.
-	maxFormMemory = 1 << 20
+	// defaultMaxFormMemory is the default of XSRFOptions.MaxFormMemory.
+	// The check bounds its own parse rather than relying on what is in
+	// front, because anyone holding an XSRF cookie (one GET) can make it
+	// parse a body, and the limits it would otherwise get are large
+	// (ParseForm's 10 MiB) or none (ParseForm behind a big
+	// http.MaxBytesReader). 1 MiB is middleware.MaxBytes' default body
+	// limit, so behind the default stack it refuses nothing more. It does
+	// not limit multipart file content, which goes to disk, so a route that
+	// raises its own MaxBytes for uploads keeps working; only url-encoded
+	// forms over 1 MiB need MaxFormMemory raised.
+	defaultMaxFormMemory = 1 << 20
 )
 
 // XSRF token failures, logged (never shown) with the 403. Both match
@@ -85,6 +91,28 @@ type XSRFOptions struct {
 	// response was committed (the cookie cannot be set then). Rejections
 	// are logged by httperr. Default slog.Default().
 	Logger *slog.Logger
+	// MaxFormMemory bounds the memory the token check uses when it parses
+	// a form body to find the "_xsrf" field, which it does only when no
+	// header carries a token. The form it parses is the one the handler
+	// then reads.
+	//
+	//   - A url-encoded body is held in memory whole, so one longer than
+	//     MaxFormMemory is refused with 413, whatever limit is in front.
+	//   - Of a multipart body, at most MaxFormMemory bytes of file content
+	//     stay in memory and the rest goes to a temporary file, which is
+	//     bounded only by the body limit in front (middleware.MaxBytes)
+	//     and removed when the handler returns (see [XSRF.Handler] and
+	//     [XSRF.Check]). The other fields, the part headers and the file
+	//     content kept in memory may together take MaxFormMemory plus
+	//     10 MiB, the reserve that mime/multipart adds for fields and
+	//     does not let callers lower; a form over that, or with more parts
+	//     or part headers than mime/multipart allows (1000 parts by
+	//     default), is refused with 413.
+	//
+	// Default 1 MiB; NewXSRF refuses a negative value. Raise it for routes
+	// whose url-encoded forms are larger; multipart uploads need no
+	// change, since their files go to disk.
+	MaxFormMemory int64
 	// InsecureBypassPatterns are [http.ServeMux] patterns ("POST
 	// /webhook/{id}") whose requests skip both layers, for endpoints
 	// authenticated otherwise. Anything matching is open to cross-site
@@ -120,6 +148,7 @@ type XSRF struct {
 	current  string
 	session  func(*http.Request) string
 	logger   *slog.Logger
+	maxForm  int64
 }
 
 type bypassHandler struct{}
@@ -132,6 +161,13 @@ func (*bypassHandler) ServeHTTP(http.ResponseWriter, *http.Request) {}
 func NewXSRF(ring *Keyring, opts XSRFOptions) (*XSRF, error) {
 	if ring == nil {
 		return nil, errors.New("cookiesecret: NewXSRF needs a Keyring")
+	}
+	maxForm := opts.MaxFormMemory
+	switch {
+	case maxForm == 0:
+		maxForm = defaultMaxFormMemory
+	case maxForm < 0:
+		return nil, fmt.Errorf("cookiesecret: XSRFOptions: negative MaxFormMemory %d", maxForm)
 	}
 	name := opts.CookieName
 	if name == "" {
@@ -156,6 +192,7 @@ func NewXSRF(ring *Keyring, opts XSRFOptions) (*XSRF, error) {
 		current:   ring.Current(),
 		session:   opts.Session,
 		logger:    opts.Logger,
+		maxForm:   maxForm,
 	}
 	bindKeys := make(map[string][]byte, len(ring.keys))
 	for _, k := range ring.keys {
@@ -264,9 +301,21 @@ func validHostname(h string) bool {
 // httperr on failure) and makes tokens available to the handler: through
 // [XSRFToken] and [XSRFField], and as the request state's XSRFToken
 // function, which templates use.
+//
+// When the next handler returns (or panics), or when the request is
+// refused, Handler removes the temporary files of a multipart form parsed
+// into the request it passed on, whether Check or the handler parsed it:
+// net/http removes only those of its own request value, and the request
+// Handler passes on is a copy (made by Handler, or by an earlier
+// middleware or router). Like net/http, it does not wait for goroutines
+// the handler started: hand them a copy of an uploaded file, not the file.
+// A form that was already parsed when Handler ran is left to whoever
+// parsed it. Removing files that middleware.MaxBytes removed already is
+// harmless.
 func (x *XSRF) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st, w, r := reqstate.Ensure(w, r)
+		defer removeFormFiles(r, r.MultipartForm)
 		if err := x.Check(r); err != nil {
 			httperr.Write(w, r, err)
 			return
@@ -276,22 +325,64 @@ func (x *XSRF) Handler(next http.Handler) http.Handler {
 	})
 }
 
+// removeFormFiles removes the temporary files of r's multipart form unless
+// it is prior, the form r had before: that one belongs to whoever parsed
+// it. [multipart.Form.RemoveAll] ignores files already removed, so this is
+// harmless after middleware.MaxBytes or net/http removed them.
+func removeFormFiles(r *http.Request, prior *multipart.Form) {
+	if f := r.MultipartForm; f != nil && f != prior {
+		_ = f.RemoveAll()
+	}
+}
+
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
 // Check applies both layers to r and returns nil or the error to send with
-// httperr: an [*httperr.HTTPError] (403 of kind [httperr.KindOrigin] or
-// [httperr.KindXSRF], whose cause says what failed), or the form parsing
-// error (an [*http.MaxBytesError] stays one, for a 413). Safe methods
-// always pass. Check parses the form body only when no header carries a
-// token: url-encoded bodies of POST, PUT and PATCH (as
-// [http.Request.ParseForm] reads them; a DELETE must send its token in a
-// header) and multipart bodies of any method. The body is parsed before
-// the token can be checked, by anyone holding an XSRF cookie (one is given
-// to every visitor), so put a body-size limit such as
-// [http.MaxBytesHandler] in front.
+// httperr, which answers it with one log record:
+//
+//   - an [*httperr.HTTPError]: 403 of kind [httperr.KindOrigin] or
+//     [httperr.KindXSRF], whose cause says what failed; 413 of kind
+//     [httperr.KindBodyTooLarge] for a multipart form over the memory
+//     bounds of XSRFOptions.MaxFormMemory; 400 for a form that does not
+//     parse;
+//   - an error wrapping an [*http.MaxBytesError], which httperr answers
+//     with 413 of kind [httperr.KindBodyTooLarge]: a url-encoded body over
+//     MaxFormMemory, or a body over a limit in front.
+//
+// Safe methods always pass.
+//
+// Check parses the form body only when no header carries a token:
+// url-encoded bodies of POST, PUT and PATCH (as [http.Request.ParseForm]
+// reads them; a DELETE must send its token in a header) and multipart
+// bodies of any method, within the memory bounds of
+// XSRFOptions.MaxFormMemory. The body is parsed before the token can be
+// checked, by anyone holding an XSRF cookie (one is given to every
+// visitor), so put middleware.MaxBytes in front: it bounds the whole body,
+// files included (1 MiB by default, raised per upload route), and removes
+// the temporary files of a multipart form when the handler returns.
+// [http.MaxBytesHandler] bounds the body too, but removes no file.
+//
+// When Check refuses a request after parsing its multipart form itself, it
+// removes the form's temporary files before it returns (the form's values
+// stay; its files can no longer be opened). The files of an accepted
+// request stay for the handler: [XSRF.Handler] removes them when the next
+// handler returns. A caller of Check alone removes them itself
+// (r.MultipartForm.RemoveAll) once the handler is done, unless r is the
+// request value that net/http or middleware.MaxBytes passed to a handler:
+// each removes the files of a form parsed into that value, but not into a
+// copy of it (WithContext, Clone), which is what routers pass on.
 func (x *XSRF) Check(r *http.Request) error {
+	prior := r.MultipartForm
+	err := x.check(r)
+	if err != nil {
+		removeFormFiles(r, prior)
+	}
+	return err
+}
+
+func (x *XSRF) check(r *http.Request) error {
 	if safeMethod(r.Method) {
 		return nil
 	}
@@ -314,7 +405,7 @@ func (x *XSRF) Check(r *http.Request) error {
 	if err != nil {
 		return httperr.Forbidden(httperr.KindXSRF, fmt.Errorf("cookiesecret: XSRF cookie: %w", err))
 	}
-	tok, err := submittedToken(r)
+	tok, err := x.submittedToken(r)
 	if err != nil {
 		return err
 	}
@@ -335,9 +426,10 @@ func (x *XSRF) sessionID(r *http.Request) string {
 }
 
 // submittedToken returns the token of the first header that has one, else
-// the "_xsrf" field of a url-encoded or multipart body. The query string
-// is not read: tokens in URLs leak through logs and Referer.
-func submittedToken(r *http.Request) (string, error) {
+// the "_xsrf" field of a url-encoded or multipart body, parsed within
+// x.maxForm. The query string is not read: tokens in URLs leak through
+// logs and Referer.
+func (x *XSRF) submittedToken(r *http.Request) (string, error) {
 	// Tornado's X-XSRFToken and X-CSRFToken are accepted too, so that
 	// front-end code written for Tornado keeps working.
 	for _, h := range [...]string{XSRFHeader, CSRFHeader, "X-Xsrftoken", "X-Csrftoken"} {
@@ -349,16 +441,38 @@ func submittedToken(r *http.Request) (string, error) {
 	var err error
 	switch ct {
 	case "application/x-www-form-urlencoded":
+		// ParseForm reads the whole body into memory: 10 MiB at most, but
+		// behind an http.MaxBytesReader (http.MaxBytesHandler) it drops
+		// that cap for the reader's limit, however large. Reading through
+		// a MaxBytesReader of our own makes the bound x.maxForm whatever is
+		// in front (or lower, if what is in front is). The body is
+		// restored afterwards: the bound is for this parse only.
+		body := r.Body
+		if body != nil {
+			r.Body = http.MaxBytesReader(nil, body, x.maxForm)
+		}
 		err = r.ParseForm()
+		r.Body = body
 	case "multipart/form-data":
-		err = r.ParseMultipartForm(maxFormMemory)
+		// File content over x.maxForm goes to a temporary file; fields
+		// are bounded by mime/multipart at x.maxForm + 10 MiB.
+		err = r.ParseMultipartForm(x.maxForm)
 	default:
 		return "", nil
 	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return "", err
+		switch {
+		case errors.As(err, &tooLarge):
+			return "", fmt.Errorf("cookiesecret: XSRF: form body over %d bytes: %w", tooLarge.Limit, err)
+		case errors.Is(err, multipart.ErrMessageTooLarge):
+			return "", &httperr.HTTPError{
+				Status: http.StatusRequestEntityTooLarge,
+				Kind:   httperr.KindBodyTooLarge,
+				Header: http.Header{"Connection": {"close"}},
+				Err: fmt.Errorf("cookiesecret: XSRF: multipart form over MaxFormMemory (%d bytes) plus 10 MiB in memory, or with too many parts or headers: %w",
+					x.maxForm, err),
+			}
 		}
 		return "", httperr.BadRequest("The form could not be read.", fmt.Errorf("cookiesecret: XSRF: parsing the form: %w", err))
 	}

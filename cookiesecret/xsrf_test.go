@@ -6,16 +6,19 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stormcellar/stormcellar/httperr"
+	"github.com/stormcellar/stormcellar/middleware"
 )
 
 // xsrfApp is a real server: a session cookie, the XSRF middleware bound to
@@ -459,6 +462,7 @@ func TestNewXSRFRefusesBadOptions(t *testing.T) {
 		{"bad pattern", ring, XSRFOptions{InsecureBypassPatterns: []string{"POST"}}},
 		{"duplicate pattern", ring, XSRFOptions{InsecureBypassPatterns: []string{"/a", "/a"}}},
 		{"__Host- over http", ring, XSRFOptions{CookieName: "__Host-x", InsecureAllowHTTP: true}},
+		{"negative MaxFormMemory", ring, XSRFOptions{MaxFormMemory: -1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -512,5 +516,406 @@ func TestXSRFCheckErrors(t *testing.T) {
 	req.Header.Set("X-XSRF-Token", "k1.x")
 	if err := x.Check(req); !errors.Is(err, ErrTokenMismatch) {
 		t.Errorf("Check with a bad token = %v", err)
+	}
+}
+
+// formServer is a real server for the form-parsing tests: GET /token goes
+// through XSRF.Handler (it sets the XSRF cookie and returns a token) and
+// POST /submit through the handler under test, which the server calls
+// directly (ServeMux passes the server's request value on), or through
+// httperr.Install when install is set.
+type formServer struct {
+	t      *testing.T
+	srv    *httptest.Server
+	cookie string // the XSRF cookie, as a Cookie header
+	token  string
+	mu     sync.Mutex
+	kind   httperr.Kind // of the last refusal, when install is set
+}
+
+func newFormServer(t *testing.T, x *XSRF, submit http.Handler, install bool) *formServer {
+	t.Helper()
+	fs := &formServer{t: t}
+	if install {
+		submit = httperr.Install(httperr.Options{
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Observer: func(ev httperr.Event) {
+				fs.mu.Lock()
+				defer fs.mu.Unlock()
+				fs.kind = ev.Kind
+			},
+		})(submit)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /token", x.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, XSRFToken(r))
+	})))
+	mux.Handle("POST /submit", submit)
+	fs.srv = httptest.NewServer(mux)
+	t.Cleanup(fs.srv.Close)
+	resp, err := fs.srv.Client().Get(fs.srv.URL + "/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Name == DefaultXSRFCookie {
+			fs.cookie = c.Name + "=" + c.Value
+		}
+	}
+	if resp.StatusCode != 200 || fs.cookie == "" || len(tok) == 0 {
+		t.Fatalf("GET /token: %d, cookie %q, token %q", resp.StatusCode, fs.cookie, tok)
+	}
+	fs.token = string(tok)
+	return fs
+}
+
+// post sends body to POST /submit as a same-origin browser would, with the
+// XSRF cookie, and returns the status, the response body and, for a
+// refusal through httperr.Install, its kind.
+func (fs *formServer) post(contentType string, body []byte) (int, string, httperr.Kind) {
+	fs.t.Helper()
+	req, err := http.NewRequest("POST", fs.srv.URL+"/submit", bytes.NewReader(body))
+	if err != nil {
+		fs.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Origin", fs.srv.URL)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Cookie", fs.cookie)
+	fs.mu.Lock()
+	fs.kind = ""
+	fs.mu.Unlock()
+	resp, err := fs.srv.Client().Do(req)
+	if err != nil {
+		fs.t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return resp.StatusCode, string(raw), fs.kind
+}
+
+// multipartForm returns a multipart body with the given fields, in order,
+// and one file part "upload" (if file is not nil), then the token field
+// (if tok is not "").
+func multipartForm(t *testing.T, fields map[string]string, file []byte, tok string) (string, []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		if err := mw.WriteField(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if file != nil {
+		fw, err := mw.CreateFormFile("upload", "upload.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw.Write(file)
+	}
+	if tok != "" {
+		mw.WriteField(XSRFFormField, tok)
+	}
+	if err := mw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return mw.FormDataContentType(), buf.Bytes()
+}
+
+func filesIn(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestXSRFRemovesMultipartTempFiles sends a 4 MiB file part, first without
+// a token (refused after the form was parsed), then with a valid token,
+// through XSRF.Handler alone (which passes on a copy of the server's
+// request), behind httperr.Install, behind http.MaxBytesHandler (which
+// copies the request and removes nothing), in front of and behind
+// middleware.MaxBytes (which removes the files too: removing them twice is
+// harmless), and through Check alone on a copy of the request. Nothing may
+// be left in the temporary directory once the server has finished, and the
+// legitimate upload must reach the handler whole, from its temporary file.
+func TestXSRFRemovesMultipartTempFiles(t *testing.T) {
+	// Not parallel: t.Setenv points os.TempDir, where mime/multipart
+	// writes, to a directory of each subtest.
+	upload := make([]byte, 4<<20)
+	rng := rand.New(rand.NewChaCha8([32]byte{1}))
+	for i := range upload {
+		upload[i] = byte(rng.Uint32())
+	}
+	type visit struct {
+		same    bool // the handler read the whole upload
+		onDisk  bool // from a temporary file
+		present int  // files in the temporary directory while it ran
+	}
+	stacks := []struct {
+		name    string
+		install bool
+		wrap    func(x *XSRF, app http.Handler) http.Handler
+	}{
+		{"Handler", false, func(x *XSRF, app http.Handler) http.Handler { return x.Handler(app) }},
+		{"httperr.Install then Handler", true, func(x *XSRF, app http.Handler) http.Handler { return x.Handler(app) }},
+		{"http.MaxBytesHandler then Handler", false, func(x *XSRF, app http.Handler) http.Handler {
+			return http.MaxBytesHandler(x.Handler(app), 64<<20)
+		}},
+		{"middleware.MaxBytes then Handler", false, func(x *XSRF, app http.Handler) http.Handler {
+			return middleware.MaxBytes(middleware.MaxBytesOptions{Limit: 64 << 20})(x.Handler(app))
+		}},
+		{"Handler then middleware.MaxBytes", false, func(x *XSRF, app http.Handler) http.Handler {
+			return x.Handler(middleware.MaxBytes(middleware.MaxBytesOptions{Limit: 64 << 20})(app))
+		}},
+		{"Check alone on a copy", false, func(x *XSRF, app http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				r = r.WithContext(r.Context()) // as a router passes it on
+				if err := x.Check(r); err != nil {
+					httperr.Write(w, r, err)
+					return
+				}
+				// As Check's documentation says: the caller removes the
+				// files of an accepted request.
+				if r.MultipartForm != nil {
+					defer r.MultipartForm.RemoveAll()
+				}
+				app.ServeHTTP(w, r)
+			})
+		}},
+	}
+	for _, stack := range stacks {
+		for _, withToken := range []bool{false, true} {
+			name := stack.name + "/no token"
+			if withToken {
+				name = stack.name + "/token in the form"
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				t.Setenv("TMPDIR", dir)
+				if os.TempDir() != dir {
+					t.Fatalf("os.TempDir() = %q, not %q", os.TempDir(), dir)
+				}
+				x, err := NewXSRF(testRing(t, "k1"), XSRFOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var visits []visit
+				app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					f, _, err := r.FormFile("upload")
+					if err != nil {
+						httperr.Write(w, r, err)
+						return
+					}
+					defer f.Close()
+					_, onDisk := f.(*os.File)
+					got, err := io.ReadAll(f)
+					visits = append(visits, visit{err == nil && bytes.Equal(got, upload), onDisk, filesIn(t, dir)})
+					io.WriteString(w, "stored")
+				})
+				fs := newFormServer(t, x, stack.wrap(x, app), stack.install)
+				tok := ""
+				if withToken {
+					tok = fs.token
+				}
+				ct, body := multipartForm(t, map[string]string{"note": "report"}, upload, tok)
+				status, resp, kind := fs.post(ct, body)
+				fs.srv.Close() // waits for every handler to return
+				left := filesIn(t, dir)
+
+				if !withToken {
+					if status != 403 || (stack.install && kind != httperr.KindXSRF) || len(visits) != 0 {
+						t.Errorf("attacker got %d %s (%d handler calls); want 403 xsrf and no call", status, kind, len(visits))
+					}
+				} else {
+					if status != 200 || resp != "stored" || len(visits) != 1 {
+						t.Fatalf("user got %d %q (%s), %d handler calls; want 200 stored", status, resp, kind, len(visits))
+					}
+					if v := visits[0]; !v.same || !v.onDisk || v.present == 0 {
+						t.Errorf("the handler saw %+v; want the whole upload, from a temporary file present while it ran", v)
+					}
+				}
+				if left != 0 {
+					t.Errorf("%d temporary files left after the server finished", left)
+				}
+			})
+		}
+	}
+}
+
+// TestXSRFFormMemoryBounds pins the memory bounds of the form parse that
+// looks for the token, with a valid token in the form: a url-encoded body
+// of up to MaxFormMemory (1 MiB by default) passes and a longer one is a
+// 413, whatever limit is in front; a multipart body keeps up to
+// MaxFormMemory of file content in memory (the rest on disk), and fields
+// up to MaxFormMemory + 10 MiB; middleware.MaxBytes in front bounds all of
+// it to its own limit.
+func TestXSRFFormMemoryBounds(t *testing.T) {
+	t.Parallel()
+	const (
+		miB      = 1 << 20
+		tokenLen = 89 // "k1." and 86 base64 characters
+	)
+	type seen struct {
+		calls   int
+		aLen    int  // length of field "a"
+		file    bool // a file part arrived
+		fileMem bool // and was kept in memory
+	}
+	stacks := map[string]func(x *XSRF, app http.Handler) http.Handler{
+		"Handler": func(x *XSRF, app http.Handler) http.Handler { return x.Handler(app) },
+		"http.MaxBytesHandler 64 MiB": func(x *XSRF, app http.Handler) http.Handler {
+			return http.MaxBytesHandler(x.Handler(app), 64*miB)
+		},
+		"middleware.MaxBytes default": func(x *XSRF, app http.Handler) http.Handler {
+			return middleware.MaxBytes(middleware.MaxBytesOptions{})(x.Handler(app))
+		},
+	}
+	type bodyFunc func(t *testing.T, tok string) (contentType string, body []byte)
+	// formOf is a url-encoded body of exactly size bytes: the token, then
+	// field "a".
+	formOf := func(size int) bodyFunc {
+		return func(t *testing.T, tok string) (string, []byte) {
+			prefix := XSRFFormField + "=" + tok + "&a="
+			return formType, append([]byte(prefix), bytes.Repeat([]byte("x"), size-len(prefix))...)
+		}
+	}
+	aIn := func(size int) int { return size - len(XSRFFormField+"=&a=") - tokenLen }
+	fieldOf := func(n int) bodyFunc {
+		return func(t *testing.T, tok string) (string, []byte) {
+			return multipartForm(t, map[string]string{"a": strings.Repeat("x", n)}, nil, tok)
+		}
+	}
+	fileOf := func(n int) bodyFunc {
+		return func(t *testing.T, tok string) (string, []byte) {
+			return multipartForm(t, nil, bytes.Repeat([]byte{7}, n), tok)
+		}
+	}
+	cases := []struct {
+		name    string
+		stack   string
+		maxForm int64
+		body    bodyFunc
+		status  int
+		want    seen // when 200
+	}{
+		{"url-encoded, exactly 1 MiB", "Handler", 0, formOf(miB), 200, seen{calls: 1, aLen: aIn(miB)}},
+		{"url-encoded, 1 MiB + 1", "Handler", 0, formOf(miB + 1), 413, seen{}},
+		{"url-encoded, 9 MiB", "Handler", 0, formOf(9 * miB), 413, seen{}},
+		{"url-encoded, 9 MiB, behind a 64 MiB http.MaxBytesHandler", "http.MaxBytesHandler 64 MiB", 0, formOf(9 * miB), 413, seen{}},
+		{"url-encoded, 3 MiB, MaxFormMemory 4 MiB", "Handler", 4 * miB, formOf(3 * miB), 200, seen{calls: 1, aLen: aIn(3 * miB)}},
+		{"multipart, field of 1 MiB + 10 MiB - 64 KiB", "Handler", 0, fieldOf(11*miB - 64<<10), 200, seen{calls: 1, aLen: 11*miB - 64<<10}},
+		{"multipart, field of 1 MiB + 10 MiB + 1", "Handler", 0, fieldOf(11*miB + 1), 413, seen{}},
+		{"multipart, field of 10 MiB + 513 KiB, MaxFormMemory 512 KiB", "Handler", 512 << 10, fieldOf(10*miB + 513<<10), 413, seen{}},
+		{"multipart, file of 1 MiB stays in memory", "Handler", 0, fileOf(miB), 200, seen{calls: 1, file: true, fileMem: true}},
+		{"multipart, file of 1 MiB + 1 goes to disk", "Handler", 0, fileOf(miB + 1), 200, seen{calls: 1, file: true}},
+		{"multipart, file of 4 MiB goes to disk", "Handler", 0, fileOf(4 * miB), 200, seen{calls: 1, file: true}},
+		{"multipart, field of 2 MiB, behind middleware.MaxBytes", "middleware.MaxBytes default", 0, fieldOf(2 * miB), 413, seen{}},
+		{"multipart, file of 2 MiB, behind middleware.MaxBytes", "middleware.MaxBytes default", 0, fileOf(2 * miB), 413, seen{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x, err := NewXSRF(testRing(t, "k1"), XSRFOptions{MaxFormMemory: tc.maxForm})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got seen
+			app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got.calls++
+				got.aLen = len(r.PostFormValue("a"))
+				if f, _, err := r.FormFile("upload"); err == nil {
+					_, onDisk := f.(*os.File)
+					got.file, got.fileMem = true, !onDisk
+					f.Close()
+				}
+				io.WriteString(w, "ok")
+			})
+			fs := newFormServer(t, x, stacks[tc.stack](x, app), true)
+			if len(fs.token) != tokenLen {
+				t.Fatalf("token of %d bytes; the expected lengths assume %d", len(fs.token), tokenLen)
+			}
+			ct, body := tc.body(t, fs.token)
+			status, _, kind := fs.post(ct, body)
+			fs.srv.Close()
+			if status != tc.status {
+				t.Fatalf("%d %s; want %d", status, kind, tc.status)
+			}
+			if status == 413 && (kind != httperr.KindBodyTooLarge || got.calls != 0) {
+				t.Errorf("413 of kind %s after %d handler calls; want body_too_large and none", kind, got.calls)
+			}
+			if status == 200 && got != tc.want {
+				t.Errorf("the handler saw %+v; want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestXSRFLeavesFormsParsedBefore: a multipart form parsed before
+// XSRF.Handler (or Check) ran belongs to whoever parsed it, who may still
+// use its files after the inner handler returns; neither an accepted nor a
+// refused request has them removed from under it.
+func TestXSRFLeavesFormsParsedBefore(t *testing.T) {
+	t.Parallel()
+	x, err := NewXSRF(testRing(t, "k1"), XSRFOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := bytes.Repeat([]byte{3}, xsrfBaseLen)
+	cookie, err := x.cookie.Encode(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := bytes.Repeat([]byte("upload "), 1<<10)
+	for _, tc := range []struct {
+		name   string
+		tok    string
+		status int
+	}{
+		{"accepted", x.mask(base, ""), 200},
+		{"refused", "", 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ct, body := multipartForm(t, nil, file, tc.tok)
+			req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+			req.Header.Set("Content-Type", ct)
+			req.Header.Set("Cookie", DefaultXSRFCookie+"="+cookie)
+			// An outer layer parses the form first, with its file on disk.
+			if err := req.ParseMultipartForm(1 << 10); err != nil {
+				t.Fatal(err)
+			}
+			defer req.MultipartForm.RemoveAll()
+			inner := 0
+			rec := httptest.NewRecorder()
+			quiet := httperr.Install(httperr.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			quiet(x.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				inner++
+			}))).ServeHTTP(rec, req)
+			if rec.Code != tc.status || (inner == 1) != (tc.status == 200) {
+				t.Fatalf("%d after %d inner calls; want %d", rec.Code, inner, tc.status)
+			}
+			fileIntact := func(after string) {
+				t.Helper()
+				f, err := req.MultipartForm.File["upload"][0].Open()
+				if err != nil {
+					t.Fatalf("after %s, the outer layer's file is gone: %v", after, err)
+				}
+				defer f.Close()
+				got, _ := io.ReadAll(f)
+				if _, onDisk := f.(*os.File); !onDisk || !bytes.Equal(got, file) {
+					t.Fatalf("after %s, the outer layer's file: on disk %v, %d bytes of %d", after, onDisk, len(got), len(file))
+				}
+			}
+			fileIntact("Handler")
+			if err := x.Check(req); (err == nil) != (tc.status == 200) {
+				t.Fatalf("Check = %v", err)
+			}
+			fileIntact("Check alone")
+		})
 	}
 }
