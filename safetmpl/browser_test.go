@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/chromedp/cdproto/page"
@@ -142,20 +145,10 @@ func browserServer(t *testing.T, payloads []string) *httptest.Server {
 	return httptest.NewServer(withState(csp(mux), reqState{}, nil))
 }
 
-// TestBrowserPayloadsDoNotRun loads the pages in headless Chromium. On the
-// safetmpl page no payload runs, with or without CSP, the nonce'd scripts
-// run and the data island reads back every payload exactly. On the anchor
-// page (html/template with typed strings and srcdoc) payloads do run
-// without CSP — proving the harness sees execution — and a strict nonce
-// CSP stops them while the legitimate nonce'd script still runs.
-func TestBrowserPayloadsDoNotRun(t *testing.T) {
-	chromium := testutil.Tool(t, "chromium", "chromium")
-	payloads := loadPayloads(t)
-	srv := browserServer(t, payloads)
-	defer srv.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+// startBrowser starts headless Chromium for at most d; stop ends it and
+// every tab opened from the returned context.
+func startBrowser(t *testing.T, chromium string, d time.Duration) (browserCtx context.Context, stop func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromium),
 		chromedp.Flag("headless", true),
@@ -172,12 +165,32 @@ func TestBrowserPayloadsDoNotRun(t *testing.T) {
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
 	)
-	defer cancelAlloc()
 	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
+	stop = func() {
+		cancelBrowser()
+		cancelAlloc()
+		cancel()
+	}
 	if err := chromedp.Do(browserCtx, chromedp.Navigate("about:blank")); err != nil {
+		stop()
 		t.Fatalf("starting chromium: %v", err)
 	}
+	return browserCtx, stop
+}
+
+// TestBrowserPayloadsDoNotRun loads the pages in headless Chromium. On the
+// safetmpl page no payload runs, with or without CSP, the nonce'd scripts
+// run and the data island reads back every payload exactly. On the anchor
+// page (html/template with typed strings and srcdoc) payloads do run
+// without CSP — proving the harness sees execution — and a strict nonce
+// CSP stops them while the legitimate nonce'd script still runs.
+func TestBrowserPayloadsDoNotRun(t *testing.T) {
+	chromium := testutil.Tool(t, "chromium", "chromium")
+	payloads := loadPayloads(t)
+	srv := browserServer(t, payloads)
+	defer srv.Close()
+	browserCtx, stop := startBrowser(t, chromium, 120*time.Second)
+	defer stop()
 
 	cases := []struct {
 		name string
@@ -254,6 +267,166 @@ func TestBrowserPayloadsDoNotRun(t *testing.T) {
 				if res.Scripts <= 1 {
 					t.Errorf("no injected script in the anchor page: %d scripts", res.Scripts)
 				}
+			}
+		})
+	}
+}
+
+// Templates html/template accepts and New refuses (TestBrowserObeyedAttributes):
+// an action in the content of a <meta http-equiv="refresh"> and in the
+// values of an SVG animation of a link's href. Beside each, the page
+// New accepts, which prints the same value as text: in <meta name>
+// content, and in the animation's dur.
+const (
+	refreshPage = `<!doctype html><html><head><meta http-equiv="refresh" content="0;url={{.}}"><title>t</title></head>` +
+		`<body><p>page</p></body></html>`
+	metaNamePage = `<!doctype html><html><head><meta name="description" content="{{.}}"><title>t</title></head>` +
+		`<body><p>page</p></body></html>`
+	animatedHrefPage = `<!doctype html><html><head><title>t</title></head><body><svg width="200" height="50">` +
+		`<a id="l"><animate attributeName="href" values="{{.}}"/><text x="10" y="30">link</text></a></svg></body></html>`
+	animatedOpacityPage = `<!doctype html><html><head><title>t</title></head><body><svg width="200" height="50">` +
+		`<a id="l" href="#clicked"><animate attributeName="opacity" values="1;0.5" dur="{{.}}"/><text x="10" y="30">link</text></a></svg></body></html>`
+)
+
+// TestBrowserObeyedAttributes shows in Chromium what the <meta> and SVG
+// animation refusals stop. html/template, given an attacker's value,
+// sends a page that navigates to the attacker's server (meta refresh) and
+// one whose link runs the attacker's script when clicked (an animated
+// href); New refuses both templates. The pages New accepts, given the
+// same values, stay where they are, run nothing, and their link still
+// works.
+func TestBrowserObeyedAttributes(t *testing.T) {
+	chromium := testutil.Tool(t, "chromium", "chromium")
+	for _, r := range []struct {
+		src  string
+		want error
+	}{{refreshPage, safetmpl.ErrMarkupContext}, {animatedHrefPage, safetmpl.ErrScriptContext}} {
+		if _, err := safetmpl.New(safetmpl.Options{FS: fstest.MapFS{"p.html": {Data: []byte(r.src)}}}); !errors.Is(err, r.want) {
+			t.Fatalf("New: err = %v, want %v", err, r.want)
+		}
+	}
+	set := mustSet(t, safetmpl.Options{FS: fstest.MapFS{
+		"meta.html":    {Data: []byte(metaNamePage)},
+		"animate.html": {Data: []byte(animatedOpacityPage)},
+	}})
+
+	var evilHits atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/landed" {
+			evilHits.Add(1)
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(`<!doctype html><title>attacker</title><p>attacker's page</p>`))
+	}))
+	defer evil.Close()
+	redirect := evil.URL + "/landed"
+	const script = "javascript:window.__xss=1"
+
+	anchor := func(src string, v string) http.HandlerFunc {
+		tm := template.Must(template.New("p").Parse(src))
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			if err := tm.Execute(w, v); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/anchor/refresh", anchor(refreshPage, redirect))
+	mux.Handle("/anchor/animate", anchor(animatedHrefPage, script))
+	mux.HandleFunc("/safetmpl/meta", func(w http.ResponseWriter, r *http.Request) {
+		set.Render(w, r, "meta.html", "0;url="+redirect)
+	})
+	mux.HandleFunc("/safetmpl/animate", func(w http.ResponseWriter, r *http.Request) {
+		set.Render(w, r, "animate.html", script)
+	})
+	srv := httptest.NewServer(withState(mux, reqState{}, nil))
+	defer srv.Close()
+
+	browserCtx, stop := startBrowser(t, chromium, 60*time.Second)
+	defer stop()
+
+	type state struct {
+		Href string `json:"href"`
+		XSS  int    `json:"xss"`
+	}
+	// settled waits two frames and a little more, then reads the page.
+	settled := func(ctx context.Context) (state, error) {
+		return chromedp.Run(ctx, chromedp.Evaluate[state](`(async () => {
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 300))));
+  return {href: location.href, xss: window.__xss || 0};
+})()`, chromedp.EvalAwaitPromise))
+	}
+	// until reads the page every 50 ms, for at most 5 s, until done
+	// holds; a read that fails (the page is navigating) is retried.
+	until := func(ctx context.Context, done func(state) bool) state {
+		var last state
+		for range 100 {
+			if s, err := chromedp.Run(ctx, chromedp.Evaluate[state](`({href: location.href, xss: window.__xss || 0})`)); err == nil {
+				last = s
+				if done(s) {
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return last
+	}
+
+	cases := []struct {
+		name   string
+		path   string
+		click  bool
+		attack bool // the anchor page: the attack must work
+	}{
+		{"html/template meta refresh", "/anchor/refresh", false, true},
+		{"safetmpl meta name", "/safetmpl/meta", false, false},
+		{"html/template animated href", "/anchor/animate", true, true},
+		{"safetmpl animated opacity", "/safetmpl/animate", true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tabCtx, cancelTab := chromedp.NewContext(browserCtx)
+			defer cancelTab()
+			before := evilHits.Load()
+			if err := chromedp.Do(tabCtx, chromedp.Navigate(srv.URL+tc.path)); err != nil {
+				t.Fatal(err)
+			}
+			var got state
+			switch {
+			case tc.attack && !tc.click:
+				got = until(tabCtx, func(s state) bool { return strings.HasPrefix(s.Href, evil.URL) })
+				if !strings.HasPrefix(got.Href, redirect) || evilHits.Load() == before {
+					t.Fatalf("html/template's meta refresh did not take the browser to the attacker's server: at %q, %d hits; the comparison is stale",
+						got.Href, evilHits.Load()-before)
+				}
+				return
+			case !tc.click:
+				var err error
+				if got, err = settled(tabCtx); err != nil {
+					t.Fatal(err)
+				}
+				if got.Href != srv.URL+tc.path || evilHits.Load() != before {
+					t.Errorf("the <meta name> page navigated: at %q, %d hits on the attacker's server", got.Href, evilHits.Load()-before)
+				}
+				return
+			}
+			if _, err := settled(tabCtx); err != nil {
+				t.Fatal(err)
+			}
+			if err := chromedp.Do(tabCtx, chromedp.Click("#l text")); err != nil {
+				t.Fatal(err)
+			}
+			if tc.attack {
+				got = until(tabCtx, func(s state) bool { return s.XSS != 0 })
+				if got.XSS != 1 {
+					t.Fatalf("html/template's animated href did not run the attacker's script; the comparison is stale")
+				}
+				return
+			}
+			got = until(tabCtx, func(s state) bool { return strings.HasSuffix(s.Href, "#clicked") })
+			if got.Href != srv.URL+tc.path+"#clicked" || got.XSS != 0 {
+				t.Errorf("after a click on the link: at %q, __xss=%d; want the link's own #clicked and no script", got.Href, got.XSS)
 			}
 		})
 	}

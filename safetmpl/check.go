@@ -166,19 +166,23 @@ type checker struct {
 	ns      *template.Template
 	pol     policy
 	marks   *markers
-	done    map[string]*scanner // end state per template and start state; nil while in progress
-	unknown map[string]bool     // derived templates html/template keeps out of reach
+	done    map[string]*walked // end of the walk per template and start state; nil while in progress
+	unknown map[string]bool    // derived templates html/template keeps out of reach
 	errs    []error
 	usesXSRF,
 	usesNonce bool
 }
 
 func (c *checker) walkTemplate(name string, sc *scanner) {
-	key := fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%d\x00%s\x00%t", name, sc.st, sc.tag.String(), sc.attr.String(),
-		sc.url, sc.scheme.String(), sc.scheme.cut)
-	if end, ok := c.done[key]; ok {
-		if end != nil {
-			*sc = *end
+	// Pending refusals are part of the key only by their presence: the
+	// walk's end is carried over to a call with other ones (resume), and
+	// a recursive call inside a <meta> content attribute, which pends a
+	// new refusal at each level, still meets its own walk in progress.
+	key := fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%d\x00%s\x00%t\x00%d\x00%d\x00%t\x00%t", name, sc.st, sc.tag.String(), sc.attr.String(),
+		sc.url, sc.scheme.String(), sc.scheme.cut, sc.tagMay, sc.attrMay, sc.equiv, sc.pend != nil)
+	if w, ok := c.done[key]; ok {
+		if w != nil {
+			c.resume(w, sc)
 		}
 		return
 	}
@@ -192,9 +196,51 @@ func (c *checker) walkTemplate(name string, sc *scanner) {
 		return
 	}
 	c.done[key] = nil
+	in, n := sc.pend, len(c.errs)
 	c.list(t.Tree, t.Tree.Root, sc)
-	end := *sc
-	c.done[key] = &end
+	w := &walked{end: *sc, in: in}
+	for _, err := range c.errs[n:] {
+		if e, ok := err.(*Error); ok && in.holds(e) {
+			w.fired = true
+		}
+	}
+	c.done[key] = w
+}
+
+// walked is the end of a template's walk from one start state.
+type walked struct {
+	end   scanner
+	in    *pending // the pending refusals the walk began with
+	fired bool     // some of them fired during the walk
+}
+
+// resume sets sc to the end of an earlier walk of the same template from
+// the same state, but for the pending refusals: where the earlier walk
+// kept or fired its own, the ones sc has now are kept or fired.
+func (c *checker) resume(w *walked, sc *scanner) {
+	mine := sc.pend
+	*sc = w.end
+	if mine == w.in {
+		return
+	}
+	if w.fired {
+		for p := mine.reversed(); p != nil; p = p.next {
+			c.errs = append(c.errs, p.err)
+		}
+	}
+	var out *pending
+	for p := w.end.pend; p != nil; p = p.next {
+		if w.in.holds(p.err) {
+			out = mine // the walk kept its own: keep these
+			break
+		}
+	}
+	for p := w.end.pend.reversed(); p != nil; p = p.next {
+		if !w.in.holds(p.err) && !out.holds(p.err) {
+			out = &pending{err: p.err, next: out}
+		}
+	}
+	sc.pend = out
 }
 
 func (c *checker) list(tree *parse.Tree, l *parse.ListNode, sc *scanner) {
@@ -205,6 +251,7 @@ func (c *checker) list(tree *parse.Tree, l *parse.ListNode, sc *scanner) {
 		switch n := n.(type) {
 		case *parse.TextNode:
 			sc.feed(n.Text)
+			c.fire(sc)
 		case *parse.ActionNode:
 			c.action(tree, l, i, n, sc)
 		case *parse.IfNode:
@@ -219,13 +266,23 @@ func (c *checker) list(tree *parse.Tree, l *parse.ListNode, sc *scanner) {
 	}
 }
 
+// fire reports the refusals that waited for the end of a start tag whose
+// http-equiv attribute came after them.
+func (c *checker) fire(sc *scanner) {
+	for p := sc.fired.reversed(); p != nil; p = p.next {
+		c.errs = append(c.errs, p.err)
+	}
+	sc.fired = nil
+}
+
 // branch walks both arms from the same state; a missing else arm (and a
 // range or with that runs zero times) leaves the start state. html/template
 // refuses branches that end in different contexts, but it does not tell
 // srcdoc from other plain attributes, <base> from other tags, nor a
 // javascript: URL from another one, so the
 // arms can end in scanner states that differ only there: the walk goes on
-// from the arm that would be refused, never from the one that would not.
+// from the arm that would be refused, never from the one that would not,
+// and with the <meta> and animation facts of both arms (scanner.join).
 func (c *checker) branch(tree *parse.Tree, b *parse.BranchNode, sc *scanner) {
 	start := *sc
 	c.list(tree, b.List, sc)
@@ -234,8 +291,10 @@ func (c *checker) branch(tree *parse.Tree, b *parse.BranchNode, sc *scanner) {
 		c.list(tree, b.ElseList, &alt)
 	}
 	if alt.risky() && !sc.risky() {
-		*sc = alt
+		*sc, alt = alt, *sc
 	}
+	sc.join(&alt)
+	c.fire(sc)
 }
 
 func (c *checker) action(tree *parse.Tree, l *parse.ListNode, i int, n *parse.ActionNode, sc *scanner) {
@@ -267,6 +326,12 @@ func (c *checker) action(tree *parse.Tree, l *parse.ListNode, i int, n *parse.Ac
 		c.errs = append(c.errs, nodeError(tree, n, actionText(user), r.where, r.err, r.hint))
 		sc.action()
 		return
+	}
+	if sc.metaContent() {
+		// Refused when the tag ends if it has an http-equiv attribute
+		// after this one (classify refuses it now if one came before).
+		err := nodeError(tree, n, actionText(user), metaContentWhere, ErrMarkupContext, metaContentHint)
+		sc.pend = &pending{err: err, next: sc.pend}
 	}
 	rewrite(n.Pipe)
 	sc.action()
@@ -304,6 +369,13 @@ type refusal struct {
 	where, hint string
 }
 
+// The refusal of an action in the content attribute of a <meta> tag that
+// has an http-equiv attribute, before or after it.
+const (
+	metaContentWhere = "the content attribute of a <meta> tag with an http-equiv attribute"
+	metaContentHint  = "the browser obeys it as a response header (refresh navigates to the URL in it); write it in the template, or use <meta name=…> whose content is text"
+)
+
 // classify returns why an action may not be printed where it is, or nil.
 func (c *checker) classify(esc []string, sc *scanner) *refusal {
 	const (
@@ -312,6 +384,7 @@ func (c *checker) classify(esc []string, sc *scanner) *refusal {
 	)
 	attr := sc.attr.local()
 	event := sc.inValue() && strings.HasPrefix(attr, "on")
+	tagK, attrK := sc.tagKinds(), sc.attrKinds()
 	switch {
 	case has(esc, "jstmpllitescaper"):
 		return &refusal{ErrScriptContext, "a JavaScript template literal", "no option allows this; pass data to scripts with {{island}}"}
@@ -319,6 +392,16 @@ func (c *checker) classify(esc []string, sc *scanner) *refusal {
 		return &refusal{ErrScriptContext, "a JavaScript regular expression", "no option allows this; pass data to scripts with {{island}}"}
 	case sc.st == stTagOpen || sc.st == stEndTagOpen:
 		return &refusal{ErrMarkupContext, "a tag name", "write element names in the template"}
+	case sc.inValue() && tagK&tagAnim != 0 && attrK&attrAnimValue != 0:
+		// An SVG animation sets the attribute that attributeName names
+		// to these values: an href becomes a javascript: URL that runs
+		// when followed, an on* attribute a handler. That is script, so
+		// ErrScriptContext; but html/template escapes these attributes
+		// as plain text, with no JavaScript or URL escaper that
+		// InsecureAllowScriptActions could hand them to, so no option
+		// allows it, as for template literals.
+		return &refusal{ErrScriptContext, attrName(sc, attrAnimValue, "to, from, by, values or attributeName") + " of " + animTag(sc),
+			"an animation sets the attribute attributeName names, such as href or onclick, to it; write the values in the template and choose among them with {{if}}; no option allows this"}
 	}
 	if !c.pol.allowScript {
 		switch {
@@ -358,6 +441,20 @@ func (c *checker) classify(esc []string, sc *scanner) *refusal {
 		return &refusal{ErrMarkupContext, "an HTML comment", "html/template drops comments; move the action out"}
 	case sc.inValue() && attr == "srcdoc":
 		return &refusal{ErrMarkupContext, "the srcdoc attribute", "its value is parsed as a whole HTML document after entity decoding; use src"}
+	// <meta http-equiv> and <meta charset> are not text but instructions
+	// the browser obeys, and no escaper of html/template makes an
+	// attacker's value safe there (it escapes them as text, filtering at
+	// most the scheme after a literal url=): like the other markup
+	// contexts, no option allows them. content is refused only where the
+	// tag has http-equiv; <meta name=… content> stays text.
+	case sc.inValue() && tagK&tagMeta != 0 && attrK&attrEquiv != 0:
+		return &refusal{ErrMarkupContext, attrName(sc, attrEquiv, "http-equiv") + " of a <meta> tag",
+			"it names a response header the browser obeys (refresh, content-type…); write it in the template"}
+	case sc.inValue() && tagK&tagMeta != 0 && attrK&attrCharset != 0:
+		return &refusal{ErrMarkupContext, attrName(sc, attrCharset, "charset") + " of a <meta> tag",
+			"it decides how the browser decodes every byte of the page, the escaped ones included; write it in the template"}
+	case sc.metaContent() && sc.equiv:
+		return &refusal{ErrMarkupContext, metaContentWhere, metaContentHint}
 	case len(esc) == 0:
 		return &refusal{ErrMarkupContext, "an unknown context", "html/template added no escaper"}
 	}
@@ -367,6 +464,25 @@ func (c *checker) classify(esc []string, sc *scanner) *refusal {
 		}
 	}
 	return nil
+}
+
+// attrName names the attribute an action is in for a refusal: as
+// written, or, where the arms of a branch name it differently and the
+// one the walk went on from is not of the kind refused, by the names of
+// that kind.
+func attrName(sc *scanner, k attrKind, names string) string {
+	if attrKindOf(&sc.attr)&k != 0 {
+		return "the " + sc.attr.String() + " attribute"
+	}
+	return "an attribute a branch may name " + names
+}
+
+// animTag names the animation element an action is in, for a refusal.
+func animTag(sc *scanner) string {
+	if tagKindOf(&sc.tag) == tagAnim {
+		return "an SVG <" + sc.tag.String() + "> tag"
+	}
+	return "an SVG animation tag"
 }
 
 // requestFunc checks the context of a request function's action and

@@ -80,14 +80,33 @@
 //     vbscript: scheme or where the action could complete the scheme
 //     (href="java{{.}}"; html/template only percent-encodes there, which
 //     a javascript: URL decodes), a JS template literal or regular
-//     expression — ([ErrScriptContext]); in CSS — <style>, a style attribute —
-//     ([ErrStyleContext]); or in markup structure — a tag or attribute
-//     name, an unquoted attribute value, a comment, an srcdoc attribute
-//     ([ErrMarkupContext]). Where {{if}}, {{with}} or {{range}} arms end
-//     in different tags, attributes or schemes (or one arm is skipped),
-//     the check goes on from the arm it would refuse. Data reaches scripts through a data island,
-//     whose JSON escapes <, >, &, U+2028 and U+2029 so that "</script>" and
-//     "<!--" cannot end it.
+//     expression, the to, from, by, values or attributeName attribute of
+//     an SVG animation element (<animate>, <set>, <animateMotion>,
+//     <animateTransform>, <animateColor>) — ([ErrScriptContext]); in CSS
+//     — <style>, a style attribute — ([ErrStyleContext]); or in markup
+//     structure or an instruction to the browser — a tag or attribute
+//     name, an unquoted attribute value, a comment, an srcdoc attribute,
+//     the http-equiv or charset attribute of a <meta> tag, and its
+//     content attribute if the tag has an http-equiv attribute, before
+//     or after it, whatever its value ([ErrMarkupContext]). Where {{if}},
+//     {{with}} or {{range}} arms end in different tags, attributes or
+//     schemes (or one arm is skipped), the check goes on from the arm it
+//     would refuse, and counts the <meta> and animation tags and
+//     attributes of every arm. Data reaches scripts through a data
+//     island, whose JSON escapes <, >, &, U+2028 and U+2029 so that
+//     "</script>" and "<!--" cannot end it.
+//   - The <meta> and animation attributes are escaped by html/template
+//     as text, but the browser obeys them. <meta http-equiv="refresh"
+//     content="0;url={{.}}"> navigates to the data's URL (recent
+//     html/template releases filter the scheme after a literal url=,
+//     which still lets an https URL through, and content="{{.}}" lets the
+//     data write url= itself); a charset decides how every byte of the
+//     page is decoded; <set attributeName="href" to="{{.}}"> gives a link
+//     the data's javascript: URL. Element and attribute names are
+//     compared in any case and without a namespace prefix (xlink:to is
+//     to), inside <svg> or not. <meta name=… content="{{.}}">
+//     (description, og:title…) is text and allowed, as are the other
+//     attributes of an animation (dur, begin…).
 //   - A page is executed into a pooled buffer and sent only when it is
 //     complete, with Content-Type: text/html; charset=utf-8,
 //     X-Content-Type-Options: nosniff and its Content-Length. An execution
@@ -107,7 +126,13 @@
 //   - URLs are filtered by scheme only, as in html/template: an attacker's
 //     https URL in an href, an <iframe src>, a <link href> or an
 //     <object data> is allowed (links to other sites, tracking images).
-//     Only <script> and <base> attributes are refused.
+//     Only the attributes of <script> and <base>, the content of a
+//     <meta http-equiv> and the values of SVG animations are refused
+//     whatever the URL.
+//   - The content of <meta name=…> is text, whatever the name: for the
+//     few names a browser obeys, such as referrer, the data picks the
+//     setting (<meta name="referrer" content="{{.}}"> lets it send full
+//     URLs to other sites).
 //   - In attributes and RCDATA, a template.HTML value has its tags
 //     stripped by html/template rather than being escaped as text: safe,
 //     but not literal.
@@ -118,8 +143,8 @@
 //   - InsecureAllowScriptActions and InsecureAllowStyleActions hand those
 //     contexts to html/template's JavaScript and CSS escapers, the part of
 //     it with a history of bypasses (CVE-2023-24538, -24539, -39318,
-//     CVE-2026-32289…). Template literals and regular expressions stay
-//     refused even then.
+//     CVE-2026-32289…). Template literals, regular expressions and the
+//     values of SVG animations stay refused even then.
 //   - html/template's escapers are trusted. safetmpl replaces only the
 //     HTML-text escaper and the URL filter (to refuse typed strings); both
 //     are fuzzed for byte-equal output against html/template on plain
@@ -141,7 +166,10 @@
 // (TestTypedStringBypassClosed); it accepts actions in JS template
 // literals, event handlers and <script src> (TestAnchorAcceptsScriptActions);
 // it escapes srcdoc as a plain attribute, which the browser decodes and
-// runs (TestBrowserPayloadsDoNotRun shows it in Chromium); its ParseFS
+// runs (TestBrowserPayloadsDoNotRun shows it in Chromium), and so the
+// content of a <meta http-equiv="refresh"> and the values of an SVG
+// animation, which Chromium follows to another site and runs as a
+// javascript: link (TestBrowserObeyedAttributes); its ParseFS
 // names templates by base name, so admin/index.html silently replaces
 // index.html (TestAnchorParseFSNameCollision); and executing into the
 // ResponseWriter sends half a page with a 200 (TestPlainTemplateSendsHalfPage).

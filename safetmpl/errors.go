@@ -12,18 +12,25 @@ var (
 	// ErrScriptContext: an action whose output would land in JavaScript: a
 	// <script> element, an on* event-handler attribute, a javascript:
 	// scheme that html/template treats as script, an attribute of a
-	// <script> or <base> start tag, a JS template literal or a JS regular
-	// expression. Options.InsecureAllowScriptActions allows the first ones;
-	// nothing allows template literals and regular expressions.
+	// <script> or <base> start tag, a JS template literal, a JS regular
+	// expression, or a value an SVG animation sets (the to, from, by,
+	// values or attributeName attribute of <animate>, <set>,
+	// <animateMotion>, <animateTransform> or <animateColor>, which can
+	// make an href a javascript: URL). Options.InsecureAllowScriptActions
+	// allows the first ones; nothing allows template literals, regular
+	// expressions and animation values.
 	ErrScriptContext = errors.New("safetmpl: action in a script context")
 	// ErrStyleContext: an action whose output would land in CSS: a <style>
 	// element or a style attribute. Options.InsecureAllowStyleActions
 	// allows it.
 	ErrStyleContext = errors.New("safetmpl: action in a style context")
-	// ErrMarkupContext: an action that would decide markup instead of
-	// text: a tag or attribute name, an unquoted attribute value, an HTML
-	// comment, or an srcdoc attribute (whose value is parsed as a whole
-	// document). No option allows it.
+	// ErrMarkupContext: an action that would decide markup, or an
+	// instruction the browser obeys, instead of text: a tag or attribute
+	// name, an unquoted attribute value, an HTML comment, an srcdoc
+	// attribute (whose value is parsed as a whole document), the
+	// http-equiv or charset attribute of a <meta> tag, or its content
+	// attribute if the tag has an http-equiv attribute, in any order
+	// (refresh navigates to the URL in it). No option allows it.
 	ErrMarkupContext = errors.New("safetmpl: action in a markup context")
 	// ErrReserved: nonce, xsrfField or xsrfToken used other than as a whole
 	// action ({{nonce}}) in a context where its value is safe, or a

@@ -85,6 +85,8 @@ func FuzzScanner(f *testing.F) {
 		`<style>p{}</style >`, `<SCRIPT src=x>`, `<textarea></textareax></textarea>`, `<!doctype html>`,
 		`<?xml ?>`, `</p foo>`, `<a b c=d e='f' g="h">`, `<<a`, `<a/b=c>`, `<scriptx>`, `</script`,
 		`<title>a</title>`, `<a xlink:href="">`, `<!--->`, `<!-- -- -->`, `<p a=">">`,
+		`<meta content="0;url=/" http-equiv="refresh">`, `<META HTTP-EQUIV=refresh content=0>`, `<meta http-equiv><p>`,
+		`<svg><a><set attributeName="href" to="/"/></a></svg>`, `<animateMotion xlink:values='x'>`,
 	} {
 		f.Add(s, uint8(len(s)/2))
 	}
@@ -105,6 +107,13 @@ func FuzzScanner(f *testing.F) {
 			if whole.st != stText {
 				t.Fatalf("state %d after %q", whole.st, s)
 			}
+		}
+		// Only actions pend refusals, and a start tag's facts end with it.
+		if whole.pend != nil || whole.fired != nil {
+			t.Fatalf("refusals without an action: %+v", whole)
+		}
+		if !whole.inStartTag() && (whole.equiv || whole.tagMay != 0 || whole.attrMay != 0) {
+			t.Fatalf("tag facts outside a start tag: %+v", whole)
 		}
 		// An action never panics whatever the state.
 		whole.action()

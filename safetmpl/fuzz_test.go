@@ -104,6 +104,8 @@ func FuzzTemplateHoles(f *testing.F) {
 		`<a href="/x?q={{.}}#{{.}}">y</a>`, `<noscript>{{.}}</noscript>`, `<xmp>{{.}}</xmp>`, `<iframe src="{{.}}"></iframe>`,
 		`<script>{{.}}</script>`, `<a onclick="{{.}}">`, `<p style="{{.}}">`, `<iframe srcdoc="{{.}}">`,
 		`<title>{{.}}</title><p>{{.}}</p>`, `<form action="{{.}}"><input name="a" value="{{.}}"></form>`,
+		`<meta content="{{.}}" http-equiv="refresh">`, `<meta name="description" content="{{.}}">`, `<meta charset="{{.}}">`,
+		`<svg><a><set attributeName="href" to="{{.}}"/></a></svg>`, `<svg><animate attributeName="opacity" values="0;1" dur="{{.}}"/></svg>`,
 	} {
 		f.Add(s)
 	}
@@ -129,6 +131,12 @@ func FuzzTemplateHoles(f *testing.F) {
 			t.Fatalf("benign render: %d", rec.Code)
 		}
 		want := shape(parseHTML(t, rec.Body.String()))
+		if !strings.Contains(strings.ToLower(src), obeyedMarker) {
+			doc := parseHTML(t, renderRec(t, set, "f.html", obeyedMarker, reqState{}).Body.String())
+			if where := obeyedValue(doc, obeyedMarker); where != "" {
+				t.Fatalf("template %q puts the value in %s", src, where)
+			}
+		}
 		for _, v := range values {
 			rec := renderRec(t, set, "f.html", v, reqState{})
 			if got := shape(parseHTML(t, rec.Body.String())); !slices.Equal(got, want) {
@@ -136,4 +144,40 @@ func FuzzTemplateHoles(f *testing.F) {
 			}
 		}
 	})
+}
+
+// obeyedMarker is the value FuzzTemplateHoles looks for in the attributes
+// that the browser obeys rather than shows.
+const obeyedMarker = "q7zmark"
+
+// obeyedValue returns where in the document a value holding marker is an
+// instruction to the browser, as the HTML parser (not safetmpl's scanner)
+// sees it: the http-equiv or charset of a <meta>, the content of a <meta>
+// with http-equiv, or a value an SVG animation sets; "" if nowhere.
+func obeyedValue(n *html.Node, marker string) string {
+	if n.Type == html.ElementNode {
+		tag := strings.ToLower(n.Data)
+		equiv := false
+		for _, a := range n.Attr {
+			equiv = equiv || a.Namespace == "" && a.Key == "http-equiv"
+		}
+		for _, a := range n.Attr {
+			if a.Namespace != "" || !strings.Contains(strings.ToLower(a.Val), marker) {
+				continue
+			}
+			key := strings.ToLower(a.Key)
+			switch {
+			case tag == "meta" && (key == "http-equiv" || key == "charset" || key == "content" && equiv),
+				(tag == "animate" || tag == "set" || tag == "animatemotion" || tag == "animatetransform" || tag == "animatecolor") &&
+					(key == "to" || key == "from" || key == "by" || key == "values" || key == "attributename"):
+				return "the " + a.Key + " attribute of <" + n.Data + ">"
+			}
+		}
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if where := obeyedValue(c, marker); where != "" {
+			return where
+		}
+	}
+	return ""
 }

@@ -73,8 +73,8 @@ type Options struct {
 	// JavaScript (inside <script>, on* attributes) and in the attributes
 	// of <script> and <base> tags, escaped by html/template's JavaScript
 	// escapers, whose history of bypasses is why this is off. Actions in
-	// JS template literals and regular expressions stay refused. Prefer
-	// {{island}}. Default off.
+	// JS template literals, regular expressions and the values of SVG
+	// animations stay refused. Prefer {{island}}. Default off.
 	InsecureAllowScriptActions bool
 	// InsecureAllowStyleActions allows actions whose output lands in CSS
 	// (<style>, style attributes), escaped by html/template's CSS
@@ -394,7 +394,7 @@ func (s *Set) buildPage(base *template.Template, p sourceFile, marks *markers, c
 		if err != nil && !errors.Is(err, errDryRun) && !errors.As(err, &execErr) {
 			return nil, fmt.Errorf("safetmpl: %w", err)
 		}
-		c := &checker{ns: ns, pol: s.pol, marks: marks, done: map[string]*scanner{}, unknown: map[string]bool{}}
+		c := &checker{ns: ns, pol: s.pol, marks: marks, done: map[string]*walked{}, unknown: map[string]bool{}}
 		var sc scanner
 		c.walkTemplate(p.name, &sc)
 		if len(c.errs) > 0 {

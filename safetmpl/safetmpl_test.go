@@ -203,6 +203,56 @@ func TestRefusedActions(t *testing.T) {
 		{"javascript: URL in one branch", safetmpl.Const("p.html", `<a href="{{if .A}}/{{else}}javascript:{{end}}{{.X}}">x</a>`), safetmpl.ErrScriptContext, "javascript: URL"},
 		{"javascript: URL through a partial checked before", safetmpl.Const("p.html", `{{define "u"}}{{.}}{{end}}<a href="/{{template "u" .}}">x</a><a href="javascript:{{template "u" .}}">y</a>`), safetmpl.ErrScriptContext, "javascript: URL"},
 		{"base when if is skipped", safetmpl.Const("p.html", `<base{{if .A}}x{{end}} href="{{.X}}">`), safetmpl.ErrScriptContext, "<base> tag"},
+		// <meta http-equiv>: the content is a header the browser obeys,
+		// whatever the attribute order, case or http-equiv value.
+		{"meta refresh content", safetmpl.Const("p.html", `<meta http-equiv="refresh" content="0;url={{.}}">`), safetmpl.ErrMarkupContext, "the content attribute of a <meta> tag with an http-equiv attribute"},
+		{"meta refresh whole content", safetmpl.Const("p.html", `<meta http-equiv="refresh" content="{{.}}">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta content before http-equiv", safetmpl.Const("p.html", `<meta content="0;url={{.}}" http-equiv="refresh">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta content before http-equiv self-closed", safetmpl.Const("p.html", `<meta content='{{.}}' http-equiv='refresh'/>`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta upper case", safetmpl.Const("p.html", `<META HTTP-EQUIV="Refresh" CONTENT="0;URL={{.}}">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta upper case content first", safetmpl.Const("p.html", `<Meta Content="{{.}}" Http-Equiv="REFRESH">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv with spaces", safetmpl.Const("p.html", "<meta content=\"{{.}}\" http-equiv=\" refresh\t\">"), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv of another header", safetmpl.Const("p.html", `<meta http-equiv="content-type" content="text/html; charset={{.}}">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv without a value", safetmpl.Const("p.html", `<meta content="{{.}}" http-equiv>`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta namespaced attributes", safetmpl.Const("p.html", `<meta x:content="{{.}}" x:http-equiv="refresh">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv after other attributes", safetmpl.Const("p.html", "<meta\ncontent=\"0;url={{.}}\"\nid=\"r\"\nhttp-equiv=\"refresh\"\n>"), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta action in http-equiv", safetmpl.Const("p.html", `<meta http-equiv="{{.}}" content="0;url=/next">`), safetmpl.ErrMarkupContext, "the http-equiv attribute of a <meta> tag"},
+		{"meta action in http-equiv, upper case", safetmpl.Const("p.html", `<META HTTP-EQUIV='{{.}}'>`), safetmpl.ErrMarkupContext, "the http-equiv attribute of a <meta> tag"},
+		{"meta action in charset", safetmpl.Const("p.html", `<meta charset="{{.}}">`), safetmpl.ErrMarkupContext, "the charset attribute of a <meta> tag"},
+		{"meta http-equiv in an if arm after content", safetmpl.Const("p.html", `<meta content="{{.C}}"{{if .R}} http-equiv="refresh"{{end}}>`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv in an else arm after content", safetmpl.Const("p.html", `<meta content="{{.C}}" {{if .R}}name{{else}}http-equiv{{end}}="refresh">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv named in else", safetmpl.Const("p.html", `<meta {{if .A}}name{{else}}http-equiv{{end}}="refresh" content="{{.C}}">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv only in else", safetmpl.Const("p.html", `<meta {{if .A}}{{else}}http-equiv="refresh"{{end}} content="{{.C}}">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv in range", safetmpl.Const("p.html", `<meta {{range .L}}http-equiv="refresh" {{end}}content="{{.C}}">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta content in a with arm", safetmpl.Const("p.html", `<meta {{with .C}}content="{{.}}" {{end}}http-equiv="refresh">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta content in an if arm of the value", safetmpl.Const("p.html", `<meta content="{{if .A}}{{.U}}{{else}}5{{end}}" http-equiv="refresh">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv from a partial", safetmpl.Const("p.html", `{{define "eq"}} http-equiv="refresh"{{end}}<meta content="{{.}}"{{template "eq"}}>`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv from a partial called twice", safetmpl.Const("p.html", `{{define "eq"}} http-equiv="refresh"{{end}}<meta content="/x"{{template "eq"}}><meta content="/{{.}}"{{template "eq"}}>`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta http-equiv after an arm that ends the tag", safetmpl.Const("p.html", `<meta content="{{.}}"{{if .A}}><meta{{end}} http-equiv="refresh">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta content in a recursive partial", safetmpl.Const("p.html", `{{define "r"}}" http-equiv="x"><meta content="{{.}}{{if .}}{{template "r" .}}{{end}}{{end}}<meta content="{{template "r" .}}">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta tag ended by a partial", safetmpl.Const("p.html", `{{define "end"}}" http-equiv="refresh">{{end}}<meta content="{{.}}{{template "end"}}<p>x</p>`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		{"meta content from a partial", safetmpl.Const("p.html", `{{define "u"}}0;url={{.}}{{end}}<meta content="{{template "u" .}}" http-equiv="refresh">`), safetmpl.ErrMarkupContext, "content attribute of a <meta>"},
+		// SVG animations set the attribute attributeName names: href
+		// becomes a javascript: URL, on* a handler.
+		{"animate values", safetmpl.Const("p.html", `<svg><a><animate attributeName="href" values="{{.}}"/><text>x</text></a></svg>`), safetmpl.ErrScriptContext, "the values attribute of an SVG <animate> tag"},
+		{"set to", safetmpl.Const("p.html", `<svg><a><set attributeName="href" to="{{.}}"/><text>x</text></a></svg>`), safetmpl.ErrScriptContext, "the to attribute of an SVG <set> tag"},
+		{"animate from", safetmpl.Const("p.html", `<svg><a><animate attributeName="href" from="{{.}}" to="/" dur="1s"/></a></svg>`), safetmpl.ErrScriptContext, "the from attribute of an SVG <animate> tag"},
+		{"animate by", safetmpl.Const("p.html", `<svg><animate attributeName="x" by="{{.}}" dur="1s"/></svg>`), safetmpl.ErrScriptContext, "the by attribute"},
+		{"animateMotion values", safetmpl.Const("p.html", `<svg><animateMotion values="{{.}}"/></svg>`), safetmpl.ErrScriptContext, "<animatemotion> tag"},
+		{"animateTransform to", safetmpl.Const("p.html", `<svg><animateTransform attributeName="transform" to="{{.}}"/></svg>`), safetmpl.ErrScriptContext, "<animatetransform> tag"},
+		{"animateColor to", safetmpl.Const("p.html", `<svg><animateColor attributeName="fill" to="{{.}}"/></svg>`), safetmpl.ErrScriptContext, "<animatecolor> tag"},
+		{"action in attributeName", safetmpl.Const("p.html", `<svg><a><set attributeName="{{.}}" to="javascript:void(0)"/></a></svg>`), safetmpl.ErrScriptContext, "the attributename attribute"},
+		{"action in attributeName, on* target", safetmpl.Const("p.html", `<svg><rect width="9" height="9"><set attributeName="on{{.}}" to="x"/></rect></svg>`), safetmpl.ErrScriptContext, "the attributename attribute"},
+		{"animation upper case", safetmpl.Const("p.html", `<SVG><A><SET ATTRIBUTENAME="href" TO="{{.}}"/></A></SVG>`), safetmpl.ErrScriptContext, "the to attribute of an SVG <set> tag"},
+		{"animation xlink:href target", safetmpl.Const("p.html", `<svg><a xlink:href="/"><animate attributeName="xlink:href" values="{{.}}"/></a></svg>`), safetmpl.ErrScriptContext, "the values attribute"},
+		{"animation namespaced attribute", safetmpl.Const("p.html", `<svg><a><set attributeName="href" xlink:to="{{.}}"/></a></svg>`), safetmpl.ErrScriptContext, "the xlink:to attribute"},
+		{"animation namespaced element", safetmpl.Const("p.html", `<svg><a><svg:set attributeName="href" to="{{.}}"/></a></svg>`), safetmpl.ErrScriptContext, "the to attribute of an SVG <svg:set> tag"},
+		{"animation single-quoted", safetmpl.Const("p.html", `<svg><a><set attributeName='href' to='{{.}}'/></a></svg>`), safetmpl.ErrScriptContext, "the to attribute"},
+		{"animation tag named in else", safetmpl.Const("p.html", `<svg><a>{{if .A}}<g{{else}}<set{{end}} attributeName="href" to="{{.X}}"/></a></svg>`), safetmpl.ErrScriptContext, "the to attribute of an SVG animation tag"},
+		{"animation tag named in with-else", safetmpl.Const("p.html", `<svg><a>{{with .A}}<g{{else}}<animate{{end}} attributeName="href" values="{{.X}}"/></a></svg>`), safetmpl.ErrScriptContext, "the values attribute of an SVG animation tag"},
+		{"animation attribute named in else", safetmpl.Const("p.html", `<svg><a><set attributeName="href" {{if .A}}begin{{else}}to{{end}}="{{.X}}"/></a></svg>`), safetmpl.ErrScriptContext, "an attribute a branch may name to, from, by, values or attributeName of an SVG <set> tag"},
+		{"animation value in an if arm", safetmpl.Const("p.html", `<svg><a><set attributeName="href" {{if .A}}to="{{.X}}"{{end}}/></a></svg>`), safetmpl.ErrScriptContext, "the to attribute"},
+		{"animation value through a partial", safetmpl.Const("p.html", `{{define "v"}}{{.}}{{end}}<svg><a><set attributeName="href" to="{{template "v" .}}"/></a></svg>`), safetmpl.ErrScriptContext, "the to attribute"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,6 +283,8 @@ func TestRefusalNamesFileAndLine(t *testing.T) {
 		"pages/index.html":    {Data: []byte("<h1>{{.Title}}</h1>\n<p>ok</p>\n<button onclick=\"buy({{.ID}})\">Buy</button>\n")},
 		"partials/chart.html": {Data: []byte("{{define \"chart\"}}\n<div>\n<script>draw({{.}})</script>\n</div>{{end}}")},
 		"pages/chart.html":    {Data: []byte(`{{template "chart" .}}`)},
+		// Refused when the tag ends, at the action's own position.
+		"pages/head.html": {Data: []byte("<head>\n<meta\n  content=\"0;url={{.Next}}\"\n  http-equiv=\"refresh\">\n</head>")},
 	}
 	_, err := safetmpl.New(safetmpl.Options{FS: fsys, Shared: []string{"partials/*.html"}})
 	if err == nil {
@@ -241,6 +293,7 @@ func TestRefusalNamesFileAndLine(t *testing.T) {
 	for _, want := range []string{
 		"pages/index.html:3:24: {{.ID}} in the onclick attribute",
 		"partials/chart.html:3:16: {{.}} in a <script> element",
+		"pages/head.html:3:20: {{.Next}} in the content attribute of a <meta> tag with an http-equiv attribute",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -273,14 +326,29 @@ func TestInsecureOptionsAllowEscapedScriptAndStyle(t *testing.T) {
 			t.Errorf("no warning logged for %s: %s", opt, logs.String())
 		}
 	}
-	// Template literals and regexps stay refused.
+	// Template literals, regexps and animation values stay refused: no
+	// JavaScript escaper applies there.
 	for _, f := range []safetmpl.ConstFile{
 		safetmpl.Const("p.html", "<script>`{{.}}`</script>"),
 		safetmpl.Const("p.html", "<script>/{{.}}/</script>"),
+		safetmpl.Const("p.html", `<svg><a><set attributeName="href" to="{{.}}"/></a></svg>`),
+		safetmpl.Const("p.html", `<svg><a><animate attributeName="{{.}}" values="javascript:void(0)"/></a></svg>`),
 	} {
 		_, err := safetmpl.New(safetmpl.Options{Consts: []safetmpl.ConstFile{f}, InsecureAllowScriptActions: true, Logger: logs.logger()})
 		if !errors.Is(err, safetmpl.ErrScriptContext) {
 			t.Errorf("err = %v, want ErrScriptContext", err)
+		}
+	}
+	// And <meta http-equiv>, <meta charset> with every option on.
+	for _, f := range []safetmpl.ConstFile{
+		safetmpl.Const("p.html", `<meta http-equiv="refresh" content="0;url={{.}}">`),
+		safetmpl.Const("p.html", `<meta content="{{.}}" http-equiv="refresh">`),
+		safetmpl.Const("p.html", `<meta charset="{{.}}">`),
+	} {
+		_, err := safetmpl.New(safetmpl.Options{Consts: []safetmpl.ConstFile{f}, InsecureAllowScriptActions: true,
+			InsecureAllowStyleActions: true, Logger: logs.logger()})
+		if !errors.Is(err, safetmpl.ErrMarkupContext) {
+			t.Errorf("err = %v, want ErrMarkupContext", err)
 		}
 	}
 }
@@ -729,5 +797,78 @@ func TestURLActionsAfterAFixedScheme(t *testing.T) {
 		if _, err := safetmpl.New(safetmpl.Options{FS: fstest.MapFS{"p.html": {Data: []byte(src)}}}); err != nil {
 			t.Errorf("%s: %v", src, err)
 		}
+	}
+}
+
+// TestObeyedAttributesTextAllowed: the refusals of <meta http-equiv>,
+// <meta charset> and animation values leave the common, harmless forms
+// alone. The attacker's value is printed as escaped text where the
+// browser does not obey it, and the legitimate value comes back intact.
+func TestObeyedAttributesTextAllowed(t *testing.T) {
+	t.Parallel()
+	const (
+		redirect = `0;url=https://evil.example/" http-equiv="refresh`
+		script   = `javascript:alert(1)`
+		legit    = `Cats & dogs: "a guide"`
+	)
+	cases := []struct {
+		name, src, value, want string
+	}{
+		{"meta name description", `<meta charset="utf-8"><meta name="description" content="{{.}}">`, redirect,
+			`<meta charset="utf-8"><meta name="description" content="0;url=https://evil.example/&#34; http-equiv=&#34;refresh">`},
+		{"meta name description, legitimate", `<meta charset="utf-8"><meta name="description" content="{{.}}">`, legit,
+			`<meta charset="utf-8"><meta name="description" content="Cats &amp; dogs: &#34;a guide&#34;">`},
+		{"meta property og:title", `<meta property="og:title" content="{{.}}"><meta itemprop="name" content='{{.}}'>`, redirect,
+			`<meta property="og:title" content="0;url=https://evil.example/&#34; http-equiv=&#34;refresh"><meta itemprop="name" content='0;url=https://evil.example/&#34; http-equiv=&#34;refresh'>`},
+		{"meta name from a branch", `<meta {{if .}}name="description"{{else}}property="og:description"{{end}} content="{{.}}">`, legit,
+			`<meta name="description" content="Cats &amp; dogs: &#34;a guide&#34;">`},
+		{"literal meta refresh", `<meta http-equiv="refresh" content="300"><p>{{.}}</p>`, redirect,
+			`<meta http-equiv="refresh" content="300"><p>0;url=https://evil.example/&#34; http-equiv=&#34;refresh</p>`},
+		{"http-equiv on another element", `<p http-equiv="refresh" content="{{.}}">x</p>`, redirect,
+			`<p http-equiv="refresh" content="0;url=https://evil.example/&#34; http-equiv=&#34;refresh">x</p>`},
+		{"animation with literal values", `<svg><a href="/next"><animate attributeName="href" values="/a;/b" dur="{{.}}"/><text>{{.}}</text></a></svg>`, script,
+			`<svg><a href="/next"><animate attributeName="href" values="/a;/b" dur="javascript:alert(1)"/><text>javascript:alert(1)</text></a></svg>`},
+		{"animation target href", `<svg><animate href="{{.}}" attributeName="opacity" values="0;1" dur="1s"/></svg>`, script,
+			`<svg><animate href="#ZgotmplZ" attributeName="opacity" values="0;1" dur="1s"/></svg>`},
+		{"animation begin and id", `<svg><rect id="{{.}}"><set attributeName="fill" to="red" begin="{{.}}"/></rect></svg>`, legit,
+			`<svg><rect id="Cats &amp; dogs: &#34;a guide&#34;"><set attributeName="fill" to="red" begin="Cats &amp; dogs: &#34;a guide&#34;"/></rect></svg>`},
+		{"value names on other elements", `<my-set to="{{.}}" data-values="{{.}}"></my-set><option value="{{.}}">x</option>`, script,
+			`<my-set to="javascript:alert(1)" data-values="javascript:alert(1)"></my-set><option value="javascript:alert(1)">x</option>`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			set := mustSet(t, safetmpl.Options{FS: fstest.MapFS{"p.html": {Data: []byte(tc.src)}}})
+			if got := renderRec(t, set, "p.html", tc.value, reqState{}).Body.String(); got != tc.want {
+				t.Errorf("\n got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEveryPendingRefusalReported: a partial walked once is not walked
+// again from the same state, so the refusals that wait for the end of a
+// <meta> tag are carried over to every later call: each action is named.
+// (For a partial that ends the tag, which html/template lets a page call
+// only once from one context, see TestResumeCarriesPendingRefusals.)
+func TestEveryPendingRefusalReported(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, src string }{
+		{"partial leaves the tag open", `{{define "mid"}}x{{end}}` +
+			"<meta content=\"/{{.A}}{{template \"mid\"}}\" http-equiv>\n<meta content=\"/{{.B}}{{template \"mid\"}}\" http-equiv>"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := safetmpl.New(safetmpl.Options{FS: fstest.MapFS{"p.html": {Data: []byte(tc.src)}}})
+			if !errors.Is(err, safetmpl.ErrMarkupContext) {
+				t.Fatalf("err = %v, want ErrMarkupContext", err)
+			}
+			for _, want := range []string{"p.html:1:", "{{.A}} in the content attribute", "p.html:2:", "{{.B}} in the content attribute"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q:\n%v", want, err)
+				}
+			}
+		})
 	}
 }

@@ -7,8 +7,10 @@ import "strings"
 // html/template's escapers already tell the JavaScript and CSS contexts;
 // the scanner adds what they do not distinguish: the attributes of a
 // <script> or <base> start tag (a URL there loads code), style and srcdoc
-// attributes whose value is a URL or plain text to html/template, and an
-// action right after '<' that would name the element.
+// attributes whose value is a URL or plain text to html/template, the
+// attributes of <meta> and of SVG animation elements that the browser
+// obeys rather than shows, and an action right after '<' that would name
+// the element.
 //
 // It mirrors the HTML tokenizer's states for tags, attributes, comments
 // and the raw-text elements html/template knows (script, style, textarea,
@@ -23,7 +25,108 @@ type scanner struct {
 	// scheme), and url what it decided; see urlStep.
 	scheme name
 	url    urlScheme
+
+	// Facts about the current start tag, reset when it ends. Whether an
+	// action in a <meta> content attribute is refused depends on an
+	// http-equiv attribute that may come after it, so the scanner carries
+	// such actions to the end of the tag (pend) and hands them to the
+	// checker (fired) if the tag has one. tagMay and attrMay keep what
+	// the tag and the attribute are in the other arms of a branch that
+	// named them differently (see join).
+	tagMay  tagKind
+	attrMay attrKind
+	equiv   bool     // the tag has, or in some arm has, an http-equiv attribute
+	pend    *pending // refusals that hold if the tag has an http-equiv attribute
+	fired   *pending // pending refusals whose tag ended with one, for the checker
 }
+
+// pending is a list of refusals that wait for the end of a start tag,
+// the latest first. Lists are never modified, so copies of a scanner can
+// share them.
+type pending struct {
+	err  *Error
+	next *pending
+}
+
+// holds reports whether the list holds the refusal e.
+func (l *pending) holds(e *Error) bool {
+	for ; l != nil; l = l.next {
+		if l.err == e {
+			return true
+		}
+	}
+	return false
+}
+
+// reversed returns a copy of the list in the other order.
+func (l *pending) reversed() *pending {
+	var r *pending
+	for ; l != nil; l = l.next {
+		r = &pending{err: l.err, next: r}
+	}
+	return r
+}
+
+// tagKind is what a start tag's name makes the checks look at.
+type tagKind uint8
+
+const (
+	tagMeta tagKind = 1 << iota // <meta>: http-equiv, charset and content
+	tagAnim                     // SVG animation elements: the attribute values they set
+)
+
+// tagKindOf classifies a tag name, without its namespace prefix and in
+// any case (the scanner lowercases names; the HTML parser matches SVG
+// element names such as animateMotion in any case too).
+func tagKindOf(n *name) tagKind {
+	if n.cut {
+		return 0
+	}
+	switch n.local() {
+	case "meta":
+		return tagMeta
+	case "animate", "set", "animatemotion", "animatetransform", "animatecolor":
+		return tagAnim
+	}
+	return 0
+}
+
+// attrKind is what an attribute's name makes the checks look at.
+type attrKind uint8
+
+const (
+	attrContent   attrKind = 1 << iota // content, of <meta>
+	attrEquiv                          // http-equiv, of <meta>
+	attrCharset                        // charset, of <meta>
+	attrAnimValue                      // to, from, by, values, attributeName, of an animation
+)
+
+// attrKindOf classifies an attribute name, without its namespace prefix
+// (xlink:to → to, as html/template and [name.local] do) and in any case.
+func attrKindOf(n *name) attrKind {
+	if n.cut {
+		return 0
+	}
+	switch n.local() {
+	case "content":
+		return attrContent
+	case "http-equiv":
+		return attrEquiv
+	case "charset":
+		return attrCharset
+	case "to", "from", "by", "values", "attributename":
+		return attrAnimValue
+	}
+	return 0
+}
+
+// tagKinds returns what the current start tag is, or may be in an arm of
+// a branch.
+func (s *scanner) tagKinds() tagKind { return s.tagMay | tagKindOf(&s.tag) }
+
+// attrKinds returns what the current attribute is, or may be in an arm of
+// a branch.
+func (s *scanner) attrKinds() attrKind { return s.attrMay | attrKindOf(&s.attr) }
 
 // urlScheme is what the literal text of an attribute value says about the
 // scheme of the URL it would be.
@@ -114,7 +217,32 @@ func (s *scanner) feed(text []byte) {
 	}
 }
 
+// newAttr starts an attribute name.
+func (s *scanner) newAttr() {
+	s.st = stAttrName
+	s.attr.reset()
+	s.attrMay = 0
+}
+
+// attrNamed is called when an attribute name ends.
+func (s *scanner) attrNamed() {
+	if s.attrKinds()&attrEquiv != 0 {
+		s.equiv = true
+	}
+}
+
+// endStartTag leaves a start tag: refusals waiting for an http-equiv
+// attribute fire if it had one, and the tag's facts are reset.
 func (s *scanner) endStartTag() {
+	if s.st == stAttrName {
+		s.attrNamed()
+	}
+	if s.equiv {
+		for p := s.pend.reversed(); p != nil; p = p.next {
+			s.fired = &pending{err: p.err, next: s.fired}
+		}
+	}
+	s.pend, s.equiv, s.tagMay, s.attrMay = nil, false, 0, 0
 	s.attr.reset()
 	if rawText(&s.tag) {
 		s.st, s.match = stRaw, 0
@@ -175,17 +303,19 @@ func (s *scanner) step(c byte) {
 		case c == '>':
 			s.endStartTag()
 		default:
-			s.st = stAttrName
-			s.attr.reset()
+			s.newAttr()
 			s.attr.add(c)
 		}
 	case stAttrName:
 		switch {
 		case isSpace(c):
+			s.attrNamed()
 			s.st = stAfterAttr
 		case c == '/':
+			s.attrNamed()
 			s.st = stInTag
 		case c == '=':
+			s.attrNamed()
 			s.st = stBeforeValue
 		case c == '>':
 			s.endStartTag()
@@ -202,8 +332,7 @@ func (s *scanner) step(c byte) {
 		case c == '>':
 			s.endStartTag()
 		default:
-			s.st = stAttrName
-			s.attr.reset()
+			s.newAttr()
 			s.attr.add(c)
 		}
 	case stBeforeValue:
@@ -337,8 +466,7 @@ func (s *scanner) action() {
 	case stTagName:
 		s.tag.cut = true
 	case stInTag, stAfterAttr:
-		s.st = stAttrName
-		s.attr.reset()
+		s.newAttr()
 		s.attr.cut = true
 	case stAttrName:
 		s.attr.cut = true
@@ -385,4 +513,53 @@ func (s *scanner) risky() bool {
 // inValue reports whether the scanner is in an attribute value.
 func (s *scanner) inValue() bool {
 	return s.st == stValueDQ || s.st == stValueSQ || s.st == stValueUQ
+}
+
+// inAttr reports whether the scanner is in an attribute's name or value.
+func (s *scanner) inAttr() bool {
+	switch s.st {
+	case stAttrName, stAfterAttr, stBeforeValue, stValueDQ, stValueSQ, stValueUQ:
+		return true
+	}
+	return false
+}
+
+// join adds to s, the state the walk goes on from after a branch, the
+// facts of alt, the state at the end of another arm (or of no arm) of
+// the same branch. Where the arms name the tag or the attribute
+// differently, the checks then consider every name; the pending
+// refusals of both arms are kept, also where one arm ended the tag that
+// the other is still in.
+func (s *scanner) join(alt *scanner) {
+	if !s.inStartTag() || !alt.inStartTag() {
+		// html/template refuses arms that end in different contexts. Were
+		// the walk to go on outside the tag that alt's pending refusals
+		// wait in, they fire: the check fails closed.
+		for p := alt.pend.reversed(); p != nil; p = p.next {
+			s.fired = &pending{err: p.err, next: s.fired}
+		}
+		return
+	}
+	s.tagMay |= alt.tagKinds()
+	s.equiv = s.equiv || alt.equiv
+	if alt.st == stAttrName && alt.attrKinds()&attrEquiv != 0 {
+		// The name may go on after the branch (http-equivx); counting it
+		// as http-equiv only refuses more.
+		s.equiv = true
+	}
+	if s.inAttr() && alt.inAttr() {
+		s.attrMay |= alt.attrKinds()
+	}
+	for p := alt.pend.reversed(); p != nil; p = p.next {
+		if !s.pend.holds(p.err) {
+			s.pend = &pending{err: p.err, next: s.pend}
+		}
+	}
+}
+
+// metaContent reports whether the scanner is in the value of a content
+// attribute of a <meta> tag, which the browser obeys if the tag has an
+// http-equiv attribute, before or after this one.
+func (s *scanner) metaContent() bool {
+	return s.inValue() && s.tagKinds()&tagMeta != 0 && s.attrKinds()&attrContent != 0
 }

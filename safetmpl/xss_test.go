@@ -70,6 +70,8 @@ func xssContexts() []xssContext {
 		{"form action", "form.html", safetmpl.Const("form.html", pageHead+`<form id="c" action="{{.}}"><button>b</button></form>`+pageTail), checkURL("action")},
 		{"textarea", "textarea.html", safetmpl.Const("textarea.html", pageHead+`<textarea id="c">{{.}}</textarea>`+pageTail), nil},
 		{"title", "title.html", safetmpl.Const("title.html", `<!doctype html><html><head><title>{{.}}</title></head><body><p id="c">x</p>`+pageTail), nil},
+		{"meta name content", "meta.html", safetmpl.Const("meta.html", `<!doctype html><html><head><meta id="c" name="description" content="{{.}}"><title>t</title></head><body>`+pageTail), checkAttr("content")},
+		{"animation dur", "anim.html", safetmpl.Const("anim.html", pageHead+`<svg><animate id="c" attributeName="opacity" values="0;1" dur="{{.}}"/></svg>`+pageTail), checkAttr("dur")},
 		{"json island", "island.html", safetmpl.Const("island.html", pageHead+`{{island "c" .}}`+pageTail), checkIsland},
 	}
 }
