@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/stormcellar/stormcellar/httperr"
@@ -91,7 +93,9 @@ func serveRate(next http.Handler, w http.ResponseWriter, r *http.Request, cfg ra
 	}
 	orig := r
 	st, w, r := reqstate.Ensure(w, r)
-	rr = &rateReader{Context: r.Context(), body: r.Body, deadline: http.NewResponseController(w)}
+	rr = &rateReader{Context: r.Context(), body: r.Body, deadline: http.NewResponseController(w),
+		h1: r.ProtoMajor < 2, waiting: expectsContinue(r)}
+	rr.route, _ = r.Context().Value(deadlineKey{}).(*guard)
 	rr.configure(cfg, time.Now())
 	r = r.WithContext(rr)
 	r.Body = rr
@@ -125,6 +129,19 @@ type rateReader struct {
 	end    time.Time // the current window's end: the read deadline
 	done   bool      // EOF seen, deadline cleared
 	err    error     // the error returned once the rate was missed
+
+	// waiting is set for a request with Expect: 100-continue: its client
+	// sends no body before the first Read (net/http answers 100 then), so
+	// the first window starts there, not when the handler starts.
+	waiting bool
+	h1      bool // HTTP/1: the 408 closes the connection (on HTTP/2 it ends only the stream)
+
+	// A Deadline whose deadline passed ends the reads: cut, when the
+	// reader is outside it (set by its timer), or route.timedOut, when
+	// the reader is inside it. Either way the reader stops moving the
+	// read deadline forward.
+	cut   atomic.Bool
+	route *guard // the innermost Deadline outside the reader, if any
 }
 
 func (rr *rateReader) clock() time.Time {
@@ -140,8 +157,27 @@ func (rr *rateReader) configure(cfg rateConfig, now time.Time) {
 	rr.got = 0
 	rr.end = now.Add(cfg.window)
 	rr.window = cfg.window
-	if !rr.done && rr.err == nil {
-		_ = rr.deadline.SetReadDeadline(rr.end)
+	if !rr.done && rr.err == nil && !rr.waiting {
+		rr.setDeadline(rr.end)
+	}
+}
+
+// pastDeadline is a read deadline that has passed: reads fail at once.
+var pastDeadline = time.Unix(1, 0)
+
+// stopped reports whether a Deadline ended the reads (see guard.cutReads).
+func (rr *rateReader) stopped() bool {
+	return rr.cut.Load() || (rr.route != nil && rr.route.timedOut.Load())
+}
+
+// setDeadline sets the connection's read deadline to t, unless a Deadline
+// ended the reads. The check comes after the set: a Deadline marks the
+// reader before it sets its own past deadline, so whichever runs last, the
+// past deadline stays.
+func (rr *rateReader) setDeadline(t time.Time) {
+	_ = rr.deadline.SetReadDeadline(t)
+	if rr.stopped() {
+		_ = rr.deadline.SetReadDeadline(pastDeadline)
 	}
 }
 
@@ -158,6 +194,11 @@ func (rr *rateReader) Read(p []byte) (int, error) {
 	if rr.err != nil {
 		return 0, rr.err
 	}
+	if rr.waiting {
+		rr.waiting = false
+		rr.end = rr.clock().Add(rr.window)
+		rr.setDeadline(rr.end)
+	}
 	n, err := rr.body.Read(p)
 	if n > 0 && !rr.done {
 		rr.got += int64(n)
@@ -170,7 +211,7 @@ func (rr *rateReader) Read(p []byte) (int, error) {
 				rr.end = now
 			}
 			rr.end = rr.end.Add(rr.window)
-			_ = rr.deadline.SetReadDeadline(rr.end)
+			rr.setDeadline(rr.end)
 		}
 	}
 	switch {
@@ -178,21 +219,36 @@ func (rr *rateReader) Read(p []byte) (int, error) {
 	case err == io.EOF:
 		if !rr.done {
 			rr.done = true
-			_ = rr.deadline.SetReadDeadline(time.Time{})
+			rr.setDeadline(time.Time{})
 		}
 	case isTimeout(err):
-		rr.err = &httperr.HTTPError{
+		if rr.stopped() {
+			// The route's deadline ended the read, not the client's rate:
+			// the client had its 503 (or its response was cut).
+			rr.err = errLateRead
+			return n, rr.err
+		}
+		e := &httperr.HTTPError{
 			Status: http.StatusRequestTimeout,
 			Kind:   httperr.KindTimeout,
-			Header: http.Header{"Connection": {"close"}},
 			Err:    ErrBodyTooSlow,
 		}
+		if rr.h1 {
+			e.Header = http.Header{"Connection": {"close"}}
+		}
+		rr.err = e
 		return n, rr.err
 	}
 	return n, err
 }
 
 func (rr *rateReader) Close() error { return rr.body.Close() }
+
+// expectsContinue reports whether r's client waits for 100 Continue before
+// it sends the body (net/http sends it at the first read of the body).
+func expectsContinue(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.ProtoMinor >= 1 && strings.EqualFold(r.Header.Get("Expect"), "100-continue")
+}
 
 // rateKey is the context key under which a rateReader finds itself.
 type rateKey struct{}

@@ -26,11 +26,12 @@ const (
 // setting; negative durations are treated as zero.
 type DeadlineOptions struct {
 	// Timeout is the time the handler has. When it passes, the request's
-	// context is done and, if nothing was written yet, the client gets 503
-	// (KindTimeout, Connection: close) at once, through httperr. If the
-	// handler had started its response, the connection's write deadline,
-	// set to the same instant, cuts it, and the response is aborted so
-	// that the client sees it truncated. For a Stream route it is the time
+	// context is done, reads of the request body fail, and, if nothing was
+	// written yet, the client gets 503 (KindTimeout; Connection: close on
+	// HTTP/1) at once, through httperr. If the handler had started its
+	// response, the connection's write deadline, set to the same instant,
+	// cuts it, and the response is aborted so that the client sees it
+	// truncated. For a Stream route it is the time
 	// to the first byte instead. Default 30 s.
 	Timeout time.Duration
 
@@ -259,6 +260,9 @@ const (
 // deadline.
 var errLateWrite error = &timeoutError{op: "response write after the route deadline"}
 
+// errLateRead is returned by the request body's reads after the deadline.
+var errLateRead error = &timeoutError{op: "request body read after the route deadline"}
+
 // rc is the response controller of the wrapped writer.
 func (g *guard) rc() *http.ResponseController { return http.NewResponseController(g.w) }
 
@@ -350,26 +354,47 @@ func (g *guard) expireWriter() bool {
 			return false // a started stream keeps its context
 		}
 		g.timedOut.Store(true) // the write deadline cuts what is in flight
+		g.cutReads()
 		return true
 	}
 	g.timedOut.Store(true)
+	g.cutReads()
 	// The handler's private copy shares these values' arrays and may be
 	// appending to them; the 503's writers (outer wrappers adding a Vary,
 	// say) must copy instead.
 	clipHeader(g.w.Header())
 	_ = g.rc().SetWriteDeadline(time.Now().Add(g.d.writeTimeout))
-	httperr.Write(g.w, g.errorRequest(), &httperr.HTTPError{
+	e := &httperr.HTTPError{
 		Status: http.StatusServiceUnavailable,
 		Kind:   httperr.KindTimeout,
-		Header: http.Header{"Connection": {"close"}},
 		Err:    g.timeoutError(),
-	})
+	}
+	if g.orig.ProtoMajor < 2 {
+		// The handler still holds the connection. On HTTP/2 the 503 ends
+		// only its stream: Connection: close would end every stream of
+		// the connection (GOAWAY).
+		e.Header = http.Header{"Connection": {"close"}}
+	}
+	httperr.Write(g.w, g.errorRequest(), e)
 	_ = g.rc().Flush()
 	g.wrote = true
 	if outer, _ := g.parent.Value(deadlineKey{}).(*guard); outer != nil {
 		outer.markWritten() // the enclosing Deadline's response is complete too
 	}
 	return true
+}
+
+// cutReads ends the reads of the request body at once (timedOut set): a
+// handler blocked on a slow body returns at the deadline too, instead of
+// holding its goroutine and the connection after its client was answered.
+// A body-rate reader outside (BodyRate's, the Server's) is marked first,
+// so that it does not move the read deadline forward again; one inside
+// sees timedOut.
+func (g *guard) cutReads() {
+	if rr, _ := g.parent.Value(rateKey{}).(*rateReader); rr != nil {
+		rr.cut.Store(true)
+	}
+	_ = g.rc().SetReadDeadline(pastDeadline)
 }
 
 // timeoutError is the error the 503 is logged with: the route's Timeout,

@@ -28,13 +28,17 @@
 //	TLS handshake                  ServerOptions.ReadHeaderTimeout            connection closed
 //	request line + headers         ReadHeaderTimeout (10 s), MaxHeaderBytes   closed (net/http sends 400 first
 //	                                                                          if part of a line came); 431 over 64 KiB
-//	request body                   ServerOptions.MinBodyRate / BodyRate       408 + Connection: close
-//	handler                        Deadline.Timeout (30 s)                    503 if nothing written, else abort
+//	request body                   ServerOptions.MinBodyRate / BodyRate       408 + Connection: close (HTTP/1)
+//	                               (from the first read if Expect: 100-continue)
+//	handler                        Deadline.Timeout (30 s)                    503 if nothing written, else abort;
+//	                                                                          body reads fail from then on
 //	upstream call                  NewClient timeouts, WaitFor                504 through httperr
 //	response write                 ServerOptions.WriteTimeout (60 s),         write fails, connection closed
 //	                               Deadline (per route, per write if Stream)
 //	keep-alive wait                ServerOptions.IdleTimeout (120 s)          connection closed
 //	HTTP/2 streams                 MaxConcurrentStreams (100), pings          stream refused / conn closed
+//	HTTP/2 header block            IdleTimeout (120 s): ReadHeaderTimeout     conn closed
+//	                               bounds only the TLS handshake there
 //	shutdown                       ServerOptions.ShutdownTimeout (30 s)       remaining connections closed
 //
 // Defaults, and how they compare with the anchors:
@@ -76,7 +80,13 @@
 //     proxy is one client, so raise MaxConnsPerClient to its pool size
 //     and let the proxy enforce per-client limits.
 //   - A body arriving just above MinBodyRate is accepted for as long as
-//     it keeps that rate; Deadline bounds the handler as a whole.
+//     it keeps that rate; Deadline bounds the handler as a whole: at its
+//     deadline the body's reads fail too, so a handler blocked on a slow
+//     body returns then (TestDeadlineCutsBodyReads).
+//   - On HTTP/2, net/http applies ReadHeaderTimeout to the TLS handshake
+//     only: a client that trickles a stream's header block (HEADERS, then
+//     CONTINUATION frames) holds its connection until IdleTimeout, within
+//     MaxConnsPerClient.
 //   - Deadline lets a WebSocket go once the handler hijacks the
 //     connection (its lifetime then belongs to the WebSocket layer and the
 //     [Registry]); until the hijack the handshake is timed like any
