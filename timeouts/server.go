@@ -286,8 +286,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // ([http.Server.Shutdown]) while it drains the [Registry] (WebSockets get
 // close 1001), and when both are done, or at the earlier of ctx's
 // deadline and ServerOptions.ShutdownTimeout, closes every connection
-// left, hijacked ones included. It returns nil when nothing had to be
-// closed by force.
+// left, hijacked ones included. It returns nil when every request
+// finished and the Registry drained in time; hijacked connections that
+// are not in the Registry are then closed without a close handshake, with
+// a warning in the log: register WebSocket layers (wsguard's Guard
+// through [Registry.TrackShutdowner]) so that they are drained first.
 func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.shutdownTimeout)
 	defer cancel()
@@ -302,6 +305,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	forced := s.conns.closeAll()
 	if httpErr == nil && drainErr == nil {
+		if forced > 0 {
+			// Everything tracked finished in time; hijacked connections
+			// nobody registered (a WebSocket layer outside the Registry)
+			// were left, and cut without a close handshake.
+			s.log().LogAttrs(context.Background(), slog.LevelWarn,
+				"shutdown closed hijacked connections not in the Registry", slog.Int("closed", forced))
+		}
 		return nil
 	}
 	s.log().LogAttrs(context.Background(), slog.LevelWarn, "shutdown deadline passed; connections closed",

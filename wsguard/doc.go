@@ -8,7 +8,8 @@
 //
 //	guard, err := wsguard.New(wsguard.Options{Origin: policy})
 //	...
-//	srv.RegisterOnShutdown(func() { _ = guard.Close() })
+//	srv.RegisterOnShutdown(func() { _ = guard.Close() }) // an http.Server
+//	// or, on a timeouts.Server: srv.Registry().TrackShutdowner(guard)
 //	http.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 //		c, err := guard.Accept(w, r) // refusals already answered via httperr
 //		if err != nil {
@@ -104,8 +105,8 @@
 // TestOversizedMessageGets1009, TestMessageFloodGets1008,
 // TestPingFloodGets1008, TestPongFloodGets1008, TestIdlePeerCutByHeartbeat, TestHeartbeatDefaults
 // (fake time), TestMalformedJSONClosed, TestWriteTimeoutCutsSlowReader,
-// TestHubSlowConsumerDropped, TestShutdownSends1001 and
-// TestRegisterOnShutdown.
+// TestHubSlowConsumerDropped, TestShutdownSends1001,
+// TestRegisterOnShutdown and TestTrackShutdownerWithNewServer.
 //
 // # Cost
 //

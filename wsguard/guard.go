@@ -364,6 +364,12 @@ const reasonShutdown = "server shutting down"
 // does not wait for hijacked connections), register it:
 //
 //	srv.RegisterOnShutdown(func() { _ = guard.Close() })
+//
+// On a timeouts.Server, whose shutdown closes the hijacked connections
+// still open once requests and its Registry are done, register it in the
+// Registry instead, so that the drain comes first:
+//
+//	srv.Registry().TrackShutdowner(guard)
 func (g *Guard) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.closing = true

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stormcellar/stormcellar/httperr"
+	"github.com/stormcellar/stormcellar/timeouts"
 	"github.com/stormcellar/stormcellar/wsguard"
 	"github.com/stormcellar/stormcellar/wsorigin"
 )
@@ -529,6 +530,63 @@ func TestRegisterOnShutdown(t *testing.T) {
 	handlers.Wait()
 	if err := <-served; err != http.ErrServerClosed {
 		t.Fatal(err)
+	}
+}
+
+// TestTrackShutdownerWithNewServer: on a timeouts.Server, whose shutdown
+// closes the hijacked connections left once it is done, the guard drains
+// through the server's Registry: every client gets its 1001 before that,
+// and Serve reports a clean shutdown.
+func TestTrackShutdownerWithNewServer(t *testing.T) {
+	t.Parallel()
+	g, err := wsguard.New(wsguard.Options{Logger: discard, WriteTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := timeouts.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := g.Accept(w, r)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		echo(c)
+	}), timeouts.ServerOptions{Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Registry().TrackShutdowner(g); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx, ln) }()
+	base := "http://" + ln.Addr().String()
+	var clients []*websocket.Conn
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {base}}})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	codes := make(chan websocket.StatusCode, len(clients))
+	for _, c := range clients {
+		go func() { code, _, _ := readUntilClosed(c, 10*time.Second); codes <- code }()
+	}
+	stop()
+	for range clients {
+		if code := <-codes; code != websocket.StatusGoingAway {
+			t.Errorf("client got %d, want 1001", code)
+		}
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }
 
