@@ -144,11 +144,13 @@
 // an inbound X-Request-Id) trust it only when the TCP peer is in the
 // configured TrustedProxies prefixes, never because chi's resolver, or a
 // header, says the client is such an address; the zero value trusts no
-// one. The TCP peer is the connection's address as the first stormcellar
-// layer (httperr.Install, outermost) received it: a middleware that
-// rewrites RemoteAddr from request headers (chi's RealIP, gorilla's
-// ProxyHeaders) changes neither these checks nor the per-client limits
-// below it (TestRemoteAddrRewriterCannotForgeTrust). Redirect targets are
+// one. The TCP peer is the connection's own address on a timeouts.Server
+// (recorded when the connection is accepted), else RemoteAddr as the
+// first stormcellar layer (httperr.Install, outermost) received it: a
+// middleware that rewrites RemoteAddr from request headers (chi's RealIP,
+// gorilla's ProxyHeaders) changes neither these checks nor the per-client
+// limits (TestRemoteAddrRewriterCannotForgeTrust,
+// TestConnPeerBeatsRewrittenRemoteAddr). Redirect targets are
 // built only from the configured host list.
 //
 // Fail-open cases, by design:

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stormcellar/stormcellar/internal/clientip"
+	"github.com/stormcellar/stormcellar/internal/reqstate"
 )
 
 // Defaults of [ServerOptions].
@@ -198,6 +201,15 @@ func NewServer(h http.Handler, opts ServerOptions) (*Server, error) {
 		ErrorLog:          log.New(&errorLogWriter{logger: s.log}, "", 0),
 		BaseContext: func(net.Listener) context.Context {
 			return WithRegistry(context.Background(), s.reg)
+		},
+		// The connection's own peer address, which every per-client
+		// decision uses: RemoteAddr can be rewritten by a middleware
+		// (chi's RealIP) before the first stormcellar layer sees it.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if a := clientip.PeerOf(c.RemoteAddr()); a.IsValid() {
+				return reqstate.WithConnPeer(ctx, a)
+			}
+			return ctx
 		},
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: opts.MaxConcurrentStreams,

@@ -10,10 +10,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	chimw "github.com/go-chi/chi/v5/middleware"
 
 	"github.com/stormcellar/stormcellar/httperr"
 	"github.com/stormcellar/stormcellar/middleware"
@@ -217,5 +222,64 @@ func TestServerTLSHTTP2(t *testing.T) {
 	}
 	if string(body) != "HTTP/2.0" {
 		t.Fatalf("served over %q, want HTTP/2.0", body)
+	}
+}
+
+// TestConnPeerBeatsRewrittenRemoteAddr: on a Server, the per-client
+// decisions of stormcellar's layers use the connection's own address, even
+// when a middleware in front of them (chi's RealIP) rewrote RemoteAddr
+// from a header the client chose: rotating X-Real-IP buys no fresh
+// rate-limit budget, while another client keeps its own.
+func TestConnPeerBeatsRewrittenRemoteAddr(t *testing.T) {
+	t.Parallel()
+	limit, err := middleware.NewRateLimit(middleware.RateLimitOptions{Limit: 2, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen atomic.Value
+	h := chimw.RealIP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.RemoteAddr)
+		httperr.Install(httperr.Options{Logger: quietLogger})(limit.Handler(http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))).ServeHTTP(w, r)
+	}))
+	s, err := timeouts.NewServer(h, timeouts.ServerOptions{Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln) }()
+	defer func() { stop(); <-served }()
+	get := func(src, realIP string) int {
+		t.Helper()
+		c, err := dialFrom(src, ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Real-IP: %s\r\nConnection: close\r\n\r\n", realIP)
+		status, err := readStatus(c, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _ := strconv.Atoi(strings.Fields(status)[1])
+		return code
+	}
+	var codes []int
+	for i := range 5 {
+		codes = append(codes, get("127.0.8.1", fmt.Sprintf("203.0.113.%d", i+1)))
+		if got := seen.Load(); got != fmt.Sprintf("203.0.113.%d", i+1) {
+			t.Fatalf("setup: RealIP left RemoteAddr %v", got)
+		}
+	}
+	if want := []int{200, 200, 429, 429, 429}; !slices.Equal(codes, want) {
+		t.Errorf("rotating X-Real-IP from one connection address: %v, want %v", codes, want)
+	}
+	if code := get("127.0.8.2", "203.0.113.1"); code != 200 {
+		t.Errorf("another client: %d, want 200", code)
 	}
 }

@@ -34,9 +34,10 @@ func Addr(r *http.Request) netip.Addr {
 }
 
 // Peer returns the TCP peer address of r, ignoring any resolver: the
-// address the request state parsed from RemoteAddr when it was created
-// (see [reqstate.State.Peer]: a RemoteAddr rewritten later, by chi's
-// RealIP for one, is not believed), else RemoteAddr's. The zero Addr when
+// request state's (see [reqstate.State.Peer]: the connection's own
+// address on a timeouts.Server, else RemoteAddr when the state was
+// created; a RemoteAddr rewritten later, by chi's RealIP for one, is not
+// believed), else RemoteAddr's. The zero Addr when
 // it does not parse.
 func Peer(r *http.Request) netip.Addr {
 	if st := reqstate.From(r.Context()); st != nil {

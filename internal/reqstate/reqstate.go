@@ -107,7 +107,9 @@ func Ensure(w http.ResponseWriter, r *http.Request) (*State, http.ResponseWriter
 	}
 	st := &State{Context: r.Context()}
 	st.w.rw = w
-	if a, ok := ParsePeer(r.RemoteAddr); ok {
+	if a, ok := ConnPeer(r.Context()); ok {
+		st.peer, st.hasPeer = a.As16(), true
+	} else if a, ok := ParsePeer(r.RemoteAddr); ok {
 		st.peer, st.hasPeer = a.As16(), true
 	}
 	// WithContext is inlined, so its copy stays on the stack and is
@@ -145,7 +147,8 @@ func keepForm(orig, cp *http.Request) {
 	_ = cp.MultipartForm.RemoveAll()
 }
 
-// Peer returns the TCP peer address, as [ParsePeer] parsed it from the
+// Peer returns the TCP peer address: the connection's, if the server
+// recorded it ([WithConnPeer]), else the one [ParsePeer] parsed from the
 // request's RemoteAddr when the state was created; false when it did not
 // parse. A layer that rewrites RemoteAddr afterwards (chi's RealIP,
 // gorilla's ProxyHeaders, from headers the client chose) changes nothing
@@ -157,6 +160,23 @@ func (s *State) Peer() (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return netip.AddrFrom16(s.peer).Unmap(), true
+}
+
+type connPeerKey struct{}
+
+// WithConnPeer returns ctx carrying the address of a connection's peer,
+// taken from the connection itself (http.Server.ConnContext): the state
+// then takes its peer from there, not from RemoteAddr, which a middleware
+// running before the first stormcellar layer may have rewritten from
+// request headers.
+func WithConnPeer(ctx context.Context, a netip.Addr) context.Context {
+	return context.WithValue(ctx, connPeerKey{}, a)
+}
+
+// ConnPeer returns the peer address WithConnPeer stored in ctx.
+func ConnPeer(ctx context.Context) (netip.Addr, bool) {
+	a, ok := ctx.Value(connPeerKey{}).(netip.Addr)
+	return a, ok && a.IsValid()
 }
 
 // ParsePeer parses a RemoteAddr: host:port, or an address alone. The
