@@ -50,10 +50,22 @@
 //     at once with [ErrTooManyKeys], which a handler answers with 503.
 //     Keys already present can still be waited for. A map emptied after a
 //     burst of more than 1,024 keys is dropped, so its memory is returned.
+//   - A key that is not equal to itself (a NaN float or complex number, or
+//     a struct, array or interface key holding one) is refused by Lock,
+//     TryLock and Do with [ErrInvalidKey] before anything else happens. A
+//     Go map never finds such a key again: accepted, every Lock of it
+//     would succeed at once, with no mutual exclusion, and leave an entry
+//     that is never freed, until the cap refused every other key.
+//     [strconv.ParseFloat] accepts "NaN", so a float key parsed from a
+//     request can be one; it is an error, not a panic, because it is
+//     request input. Answer it with 400.
 //   - Misuse is loud: a double Unlock, or an Unlock through a stale Guard,
 //     panics with a "keyedmutex:" message. Unlike a fatal error, the panic
 //     can be recovered, and net/http's or middleware.Recover's recovery
-//     turns it into a 500 for that one request.
+//     turns it into a 500 for that one request. A key of interface type
+//     whose dynamic value cannot be compared (a slice in an any) panics
+//     with a runtime error, as indexing a Go map with it would; the panic
+//     comes before the Map is locked, so the Map keeps working.
 //   - Waiters are served in arrival order; a goroutine arriving exactly
 //     when a key is released may take it first, but the waiter it passed
 //     is then handed the key at the next release, so nobody waits forever

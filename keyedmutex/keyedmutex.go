@@ -18,6 +18,13 @@ var (
 	ErrTooManyKeys = errors.New("keyedmutex: too many distinct keys locked at once")
 	// ErrLocked is returned by TryLock when the key is held by someone else.
 	ErrLocked = errors.New("keyedmutex: key is locked")
+	// ErrInvalidKey is returned by Lock, TryLock and Do, before anything
+	// else is done, for a key that is not equal to itself: a NaN float or
+	// complex number, or a struct, array or interface value that holds
+	// one. A Go map can never find such a key again, so it could be
+	// neither excluded nor freed. Such a key usually comes from input
+	// ([strconv.ParseFloat] accepts "NaN"): answer it with a 400.
+	ErrInvalidKey = errors.New("keyedmutex: key is not equal to itself (NaN)")
 )
 
 // Bounds of the free lists that let a busy Map lock and unlock without
@@ -40,6 +47,11 @@ const (
 // The mutexes are not reentrant: a goroutine that locks a key it already
 // holds waits for itself, until its context is done (see the package
 // documentation).
+//
+// A key must be equal to itself: one that holds a NaN is refused with
+// [ErrInvalidKey]. A key of interface type whose dynamic value cannot be
+// compared (a slice in an any) panics with a runtime error, as indexing a
+// Go map with it would; the Map is left usable.
 type Map[K comparable] struct {
 	// MaxKeys caps the number of distinct keys held or awaited at once.
 	// Locking a key that is not yet held or awaited when the cap is reached
@@ -129,7 +141,9 @@ func (g Guard[K]) Unlock() {
 // the map is left as if Lock had not been called: nothing is held, and the
 // key is freed if nobody else uses it. Like [semaphore.Weighted.Acquire], it
 // fails if ctx is already done on entry, even when the key is free. It
-// returns [ErrTooManyKeys] at once if the key is new and the map is full.
+// returns [ErrTooManyKeys] at once if the key is new and the map is full,
+// and [ErrInvalidKey], whatever ctx, if key is not equal to itself (it
+// holds a NaN).
 //
 // Waiters are served in arrival order, except that a goroutine arriving at
 // the moment the key is released may take it first, as with
@@ -140,6 +154,9 @@ func (g Guard[K]) Unlock() {
 //
 // [semaphore.Weighted.Acquire]: https://pkg.go.dev/golang.org/x/sync/semaphore#Weighted.Acquire
 func (m *Map[K]) Lock(ctx context.Context, key K) (Guard[K], error) {
+	if invalidKey(key) {
+		return Guard[K]{}, ErrInvalidKey
+	}
 	done := ctx.Done()
 	if done != nil {
 		select {
@@ -218,9 +235,14 @@ func (m *Map[K]) wait(ctx context.Context, done <-chan struct{}, e *entry[K], w 
 }
 
 // TryLock locks key if nobody holds it, without waiting. It returns
-// [ErrLocked] if the key is held and [ErrTooManyKeys] if the key is new and
-// the map is full.
+// [ErrLocked] if the key is held, [ErrTooManyKeys] if the key is new and
+// the map is full, and [ErrInvalidKey] if key is not equal to itself (it
+// holds a NaN). A refused key is not reported as [ErrLocked]: nobody holds
+// it, and waiting or retrying would never help.
 func (m *Map[K]) TryLock(key K) (Guard[K], error) {
+	if invalidKey(key) {
+		return Guard[K]{}, ErrInvalidKey
+	}
 	m.mu.Lock()
 	g, err := m.tryLockLocked(key)
 	m.mu.Unlock()
@@ -240,8 +262,8 @@ func (m *Map[K]) tryLockLocked(key K) (Guard[K], error) {
 }
 
 // Do locks key, calls fn and unlocks key, and returns fn's error, or the
-// error of [Map.Lock] without calling fn. The key is unlocked even if fn
-// panics; the panic then continues.
+// error of [Map.Lock] (including [ErrInvalidKey]) without calling fn. The
+// key is unlocked even if fn panics; the panic then continues.
 func (m *Map[K]) Do(ctx context.Context, key K, fn func() error) error {
 	g, err := m.Lock(ctx, key)
 	if err != nil {
@@ -249,6 +271,18 @@ func (m *Map[K]) Do(ctx context.Context, key K, fn func() error) error {
 	}
 	defer g.Unlock()
 	return fn()
+}
+
+// invalidKey reports whether key is not equal to itself, so that a map
+// lookup could never find it again: a NaN, or a struct, array or interface
+// value holding one. It is checked before the Map's mutex is taken, so that
+// an interface key whose dynamic type cannot be compared panics (with the
+// same kind of runtime error a map index would raise) without leaving the
+// Map locked. The compiler removes the comparison for string and integer
+// keys; for a float key it is one instruction, and for an interface key
+// one call of the runtime's equality, less than the map lookup it guards.
+func invalidKey[K comparable](key K) bool {
+	return key != key
 }
 
 // Len returns the number of distinct keys that are held or awaited now.

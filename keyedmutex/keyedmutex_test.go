@@ -3,6 +3,7 @@ package keyedmutex_test
 import (
 	"context"
 	"errors"
+	"math"
 	"runtime"
 	"strconv"
 	"strings"
@@ -650,5 +651,159 @@ func TestMapSharedAcrossSynctestBubbles(t *testing.T) {
 	}
 	if n := shared.Len(); n != 0 {
 		t.Fatalf("Len = %d", n)
+	}
+}
+
+// nanKey is a struct key whose float field can hold a NaN.
+type nanKey struct {
+	SKU   string
+	Price float64
+}
+
+// TestKeysNotEqualToThemselvesAreRefused: a key that is not equal to itself
+// (a NaN, or a struct, array or interface key holding one) can never be
+// found again in a Go map. Every method refuses it with ErrInvalidKey, so
+// it gets neither a lock without mutual exclusion nor an entry that is
+// never freed; the legitimate keys keep the whole cap.
+func TestKeysNotEqualToThemselvesAreRefused(t *testing.T) {
+	t.Parallel()
+	nan := math.NaN()
+	t.Run("float64 NaN", func(t *testing.T) {
+		t.Parallel()
+		checkInvalidKeyRefused(t, nan, [2]float64{1, 2})
+	})
+	t.Run("float32 NaN", func(t *testing.T) {
+		t.Parallel()
+		checkInvalidKeyRefused(t, float32(nan), [2]float32{1, 2})
+	})
+	t.Run("complex128 with a NaN part", func(t *testing.T) {
+		t.Parallel()
+		checkInvalidKeyRefused(t, complex(1, nan), [2]complex128{1, 2i})
+	})
+	t.Run("struct with a NaN field", func(t *testing.T) {
+		t.Parallel()
+		checkInvalidKeyRefused(t, nanKey{"sku-1", nan}, [2]nanKey{{"sku-1", 1}, {"sku-2", 1}})
+	})
+	t.Run("array with a NaN element", func(t *testing.T) {
+		t.Parallel()
+		checkInvalidKeyRefused(t, [2]float64{1, nan}, [2][2]float64{{1, 2}, {2, 1}})
+	})
+	t.Run("NaN in an any", func(t *testing.T) {
+		t.Parallel()
+		checkInvalidKeyRefused[any](t, nan, [2]any{"sku-1", 1.5})
+	})
+	t.Run("struct with a NaN field in an any", func(t *testing.T) {
+		t.Parallel()
+		checkInvalidKeyRefused[any](t, nanKey{"sku-1", nan}, [2]any{nanKey{"sku-1", 1}, 0.0})
+	})
+}
+
+// checkInvalidKeyRefused drives a Map capped at two keys with bad, a key
+// not equal to itself, through every method, then checks that two good
+// keys still lock, exclude and free as usual.
+func checkInvalidKeyRefused[K comparable](t *testing.T, bad K, good [2]K) {
+	t.Helper()
+	m := &keyedmutex.Map[K]{MaxKeys: 2}
+	zero := keyedmutex.Guard[K]{}
+	// Rounds beyond the cap: a key that slipped through would leave one
+	// entry per round and fill the map.
+	for round := range 4 {
+		g, err := m.Lock(context.Background(), bad)
+		if !errors.Is(err, keyedmutex.ErrInvalidKey) || g != zero {
+			t.Fatalf("round %d: Lock(%v) = %v, want ErrInvalidKey and a zero Guard", round, bad, err)
+		}
+		g, err = m.Lock(canceledContext(), bad)
+		if !errors.Is(err, keyedmutex.ErrInvalidKey) || g != zero {
+			t.Fatalf("round %d: Lock(%v) with a done context = %v, want ErrInvalidKey", round, bad, err)
+		}
+		g, err = m.TryLock(bad)
+		if !errors.Is(err, keyedmutex.ErrInvalidKey) || g != zero {
+			t.Fatalf("round %d: TryLock(%v) = %v, want ErrInvalidKey and a zero Guard", round, bad, err)
+		}
+		called := false
+		err = m.Do(context.Background(), bad, func() error { called = true; return nil })
+		if !errors.Is(err, keyedmutex.ErrInvalidKey) || called {
+			t.Fatalf("round %d: Do(%v) = %v, called=%v; want ErrInvalidKey and fn not called", round, bad, err, called)
+		}
+		if n := m.Len(); n != 0 {
+			t.Fatalf("round %d: Len = %d after refused calls, want 0", round, n)
+		}
+	}
+	// The legitimate keys have the whole cap, and are still exclusive.
+	g0 := mustLock(t, m, good[0])
+	g1, err := m.TryLock(good[1])
+	if err != nil {
+		t.Fatalf("TryLock(%v) after refused keys: %v", good[1], err)
+	}
+	if _, err := m.TryLock(good[0]); !errors.Is(err, keyedmutex.ErrLocked) {
+		t.Fatalf("TryLock(%v) while held: %v, want ErrLocked", good[0], err)
+	}
+	if n := m.Len(); n != 2 {
+		t.Fatalf("Len = %d with two keys held, want 2", n)
+	}
+	g0.Unlock()
+	g1.Unlock()
+	if n := m.Len(); n != 0 {
+		t.Fatalf("Len = %d after unlocking, want 0", n)
+	}
+}
+
+// TestUncomparableKeyPanicsAndLeavesTheMapUsable: an interface key whose
+// dynamic value cannot be compared (a slice in an any) panics with a
+// runtime error, as indexing a Go map with it does. The panic happens
+// before the Map takes its mutex, so a recovered panic leaves the Map
+// working for every other key.
+func TestUncomparableKeyPanicsAndLeavesTheMapUsable(t *testing.T) {
+	t.Parallel()
+	bad := []string{"sku-1"}
+	tests := []struct {
+		name string
+		call func(m *keyedmutex.Map[any])
+	}{
+		{"Lock", func(m *keyedmutex.Map[any]) { _, _ = m.Lock(context.Background(), bad) }},
+		{"TryLock", func(m *keyedmutex.Map[any]) { _, _ = m.TryLock(bad) }},
+		{"Do", func(m *keyedmutex.Map[any]) { _ = m.Do(context.Background(), bad, func() error { return nil }) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var m keyedmutex.Map[any]
+			var got any
+			within(t, "the call with an uncomparable key", func() {
+				defer func() { got = recover() }()
+				tt.call(&m)
+			})
+			if _, ok := got.(runtime.Error); !ok {
+				t.Fatalf("%s with a slice key: recovered %v, want a runtime.Error panic", tt.name, got)
+			}
+			within(t, "TryLock of another key after the panic", func() {
+				g, err := m.TryLock("sku-2")
+				if err != nil {
+					t.Errorf("TryLock after the panic: %v", err)
+					return
+				}
+				g.Unlock()
+			})
+			if n := m.Len(); n != 0 {
+				t.Fatalf("Len = %d", n)
+			}
+		})
+	}
+}
+
+// within runs fn on its own goroutine and fails the test if it has not
+// returned after ten seconds: a Map whose mutex was left locked would block
+// it forever.
+func within(t *testing.T, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s is still blocked after 10s: the Map is unusable", what)
 	}
 }

@@ -106,10 +106,6 @@ func TestPanicsDoNotKillTheProcess(t *testing.T) {
 		return
 	}
 	t.Parallel()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Skipf("cannot find the test binary: %v", err)
-	}
 	tests := []struct {
 		scenario string
 		survives bool
@@ -126,17 +122,8 @@ func TestPanicsDoNotKillTheProcess(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.scenario, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, exe, "-test.run=^TestPanicsDoNotKillTheProcess$", "-test.count=1")
-			cmd.Env = append(os.Environ(), crashEnv+"="+tt.scenario)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
+			stdout, stderr, err := runScenario(t, "TestPanicsDoNotKillTheProcess", tt.scenario)
 			out := stdout.String() + stderr.String()
-			if ctx.Err() != nil {
-				t.Fatalf("child hung:\n%s", out)
-			}
 			if !tt.survives {
 				// (It may print "survived" first: deferred calls run before
 				// the runtime ends the process.)
@@ -153,6 +140,110 @@ func TestPanicsDoNotKillTheProcess(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), `"stack":"goroutine `) || !strings.Contains(stderr.String(), "crash_test.go") {
 				t.Fatalf("the record lacks the stack of the panic:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// runScenario runs the named test of a fresh copy of the test binary with
+// crashEnv set to scenario, and returns what the child wrote and how it
+// exited. A child still running after a minute fails the test.
+func runScenario(t *testing.T, test, scenario string) (stdout, stderr *bytes.Buffer, err error) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skipf("cannot find the test binary: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashEnv+"="+scenario)
+	stdout, stderr = new(bytes.Buffer), new(bytes.Buffer)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("child hung:\n%s%s", stdout, stderr)
+	}
+	return stdout, stderr, err
+}
+
+// loggerScenarios pair a panic in the work with a slog handler that
+// panics too. The package recovers the first panic on a goroutine of its
+// own and then logs it; a record whose handler panics there is dropped,
+// or it would end the process. Each child prints what the caller got,
+// then "survived".
+var loggerScenarios = map[string]func(){
+	"tasks.Singleflight": func() {
+		g := tasks.Singleflight[string, any]{Logger: slog.New(panickingHandler{})}
+		_, _, err := g.Do(context.Background(), "key", func(context.Context) (any, error) {
+			panic("boom in a shared call")
+		})
+		printPanicError(err, "boom in a shared call")
+	},
+	"tasks.Pool.DoAll": func() {
+		p := tasks.NewPool(tasks.PoolOptions{Logger: slog.New(panickingHandler{})})
+		err := p.DoAll(context.Background(),
+			func(context.Context) error { panic("boom in an errgroup goroutine") },
+			func(context.Context) error { return nil },
+		)
+		printPanicError(err, "boom in an errgroup goroutine")
+	},
+	"tasks.Supervisor": func() {
+		var observed []tasks.Outcome // the observer runs on the task's goroutine, once
+		done := make(chan struct{})
+		s := tasks.New(tasks.Options{
+			Logger: slog.New(panickingHandler{}),
+			Observer: func(ev tasks.Event) {
+				observed = append(observed, ev.Outcome)
+				close(done)
+			},
+		})
+		s.Detach(context.Background(), "mailer", func(context.Context) error {
+			panic("boom in a background goroutine")
+		})
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			fmt.Println("the observer was never called")
+		}
+		if err := s.Shutdown(context.Background()); err != nil {
+			fmt.Println("shutdown:", err)
+		}
+		fmt.Println("observed:", observed)
+	},
+}
+
+func printPanicError(err error, want string) {
+	var pe *tasks.PanicError
+	fmt.Println("caller got the *PanicError:", errors.As(err, &pe) && pe.Value == want)
+}
+
+// TestPanickingLoggerDoesNotKillTheProcess: a panicking function and a
+// logger that panics too, on the goroutines the package owns. The process
+// survives and the caller still gets the *PanicError (the observer the
+// event), though the record is lost.
+func TestPanickingLoggerDoesNotKillTheProcess(t *testing.T) {
+	if name := os.Getenv(crashEnv); name != "" {
+		loggerScenarios[name]()
+		fmt.Println("survived")
+		return
+	}
+	t.Parallel()
+	tests := []struct {
+		scenario string
+		want     string // what the child prints before "survived"
+	}{
+		{"tasks.Singleflight", "caller got the *PanicError: true"},
+		{"tasks.Pool.DoAll", "caller got the *PanicError: true"},
+		{"tasks.Supervisor", "observed: [panic]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			t.Parallel()
+			stdout, stderr, err := runScenario(t, "TestPanickingLoggerDoesNotKillTheProcess", tt.scenario)
+			if err != nil || !strings.Contains(stdout.String(), tt.want+"\nsurvived\n") {
+				t.Fatalf("process died or the caller got the wrong result (err %v), want %q:\n%s%s",
+					err, tt.want, stdout, stderr)
 			}
 		})
 	}

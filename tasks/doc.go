@@ -18,13 +18,17 @@
 //	sup := tasks.New(tasks.Options{Logger: logger, Observer: metrics.Task})
 //	_ = sup.Every(ctx, tasks.Periodic{Name: "refresh-rates", Interval: time.Minute, Run: refreshRates})
 //
-//	mux.HandleFunc("POST /signup", func(w http.ResponseWriter, r *http.Request) {
+//	mux.Handle("POST /signup", httperr.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 //		…
-//		sup.Detach(r.Context(), "welcome-mail", func(ctx context.Context) error {
+//		err := sup.TryDetach(r.Context(), "welcome-mail", func(ctx context.Context) error {
 //			return mailer.Send(ctx, user.Email) // runs after the response
 //		})
+//		if err != nil {
+//			return err // too busy or shutting down: 503 with Retry-After, no mail
+//		}
 //		w.WriteHeader(http.StatusAccepted)
-//	})
+//		return nil
+//	}))
 //
 //	// at exit, after srv.Shutdown:
 //	err := sup.Shutdown(drainCtx)
@@ -46,12 +50,14 @@
 // a panic becomes a [*PanicError] that is logged once with its stack and
 // reported to the observer, and errors, deadlines and cancellations are
 // logged with the task's name and, when the request that started the task
-// has one, its request id. "Blocking the event loop" (a CPU-heavy or blocking request
-// makes the server unresponsive): Go has no single event loop, but
-// unbounded heavy work still takes every CPU and every connection; a
-// [Pool] runs at most Size jobs at once, lets at most MaxQueue callers
-// wait, each for at most QueueTimeout, and sheds the rest at once with a
-// 503 and Retry-After through [httperr], so light routes keep answering.
+// has one, its request id. The logging cannot crash the process either: a
+// record whose log handler panics is dropped. "Blocking the event loop" (a
+// CPU-heavy or blocking request makes the server unresponsive): Go has no
+// single event loop, but unbounded heavy work still takes every CPU and
+// every connection; a [Pool] runs at most Size jobs at once, lets at most
+// MaxQueue callers wait, each for at most QueueTimeout, and sheds the rest
+// at once with a 503 and Retry-After through [httperr], so light routes
+// keep answering.
 // "Timeouts for background tasks" (seed 004): every task has a deadline by
 // default, and is cancelled if it is still running past the drain
 // deadline of Shutdown.
@@ -60,11 +66,12 @@
 //   - A task's deadline is one minute ([DefaultTimeout]); its context is
 //     cancelled with cause [ErrTimeout] when it passes.
 //   - At most 1,024 tasks run at once ([DefaultMaxTasks]): a flood of
-//     requests that each start background work is refused with 503
-//     instead of starting unbounded goroutines.
-//   - [Supervisor.Detach] keeps the request's values (its request id) but
-//     not its cancellation, so the work is not cut short when the handler
-//     returns, and still has a deadline.
+//     requests that each start background work with [Supervisor.TryDetach]
+//     (or [Supervisor.Go]) is refused with 503 and Retry-After, through
+//     [httperr], instead of starting unbounded goroutines.
+//   - [Supervisor.TryDetach] and [Supervisor.Detach] keep the request's
+//     values (its request id) but not its cancellation, so the work is not
+//     cut short when the handler returns, and still has a deadline.
 //   - Shutdown refuses new tasks, stops periodic tasks, waits for running
 //     ones, cancels them with cause [ErrShutdown] past its deadline, and
 //     names those that still do not return.
@@ -73,7 +80,12 @@
 //   - [Singleflight] gives each caller its own context: callers that give
 //     up leave, and the shared call is cancelled when nobody waits. The
 //     shared call sees none of the callers' context values, so it cannot
-//     act as the first caller and hand that result to the others.
+//     act as the first caller and hand that result to the others. A key
+//     that is not equal to itself (one that holds a NaN, which
+//     [strconv.ParseFloat] makes from "NaN") is refused with
+//     [ErrInvalidKey]: a Go map never finds it again, so accepted, it
+//     would start a call for every caller and keep each one in the map
+//     for good.
 //
 // Fail-open cases and limits:
 //   - Go cannot stop a goroutine. A task or job that ignores its context
@@ -83,8 +95,18 @@
 //   - A panic is recovered only on the goroutine the package started (or
 //     the caller's, for [Pool.Do]). A goroutine that a task starts itself
 //     with a go statement is not supervised: start it with the Supervisor.
+//   - [Supervisor.Detach] drops the work it cannot start (the supervisor
+//     is full or shut down): it logs one Warn record "task refused" and
+//     reports it to the observer, but the handler is not told and answers
+//     as if the work had started. Use TryDetach wherever the client must
+//     learn that its work was not started.
 //   - A task that calls [runtime.Goexit] is reported as failed with
-//     [ErrGoexit]; its periodic schedule, if any, ends.
+//     [ErrGoexit]; its periodic schedule, if any, ends. A [Pool.DoAll] job
+//     or a [Singleflight] call that does so fails with ErrGoexit too. A job
+//     of [Pool.Do] runs on the caller's goroutine, which a Goexit ends: Do
+//     does not return, and releases its worker.
+//   - A record whose log handler panics is dropped, while the callers
+//     still get their results and errors and the observer its events.
 //   - Options.Timeout and Options.MaxTasks can be turned off with negative
 //     values; do that only for long-lived workers started at boot, never
 //     for work started by requests.

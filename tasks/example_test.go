@@ -61,6 +61,35 @@ func ExampleSupervisor_Detach() {
 	// welcome mail to a@example.com
 }
 
+// TryDetach starts work that outlives the request, like Detach, and
+// returns its refusal, so that a client is never told "accepted" for work
+// that was not started: the refusal is a 503 with Retry-After.
+func ExampleSupervisor_TryDetach() {
+	s := tasks.New(tasks.Options{MaxTasks: 1, Logger: slog.New(slog.DiscardHandler)})
+	release := make(chan struct{})
+	export := httperr.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		err := s.TryDetach(r.Context(), "export", func(ctx context.Context) error {
+			<-release // a long export, still running after the response
+			return nil
+		})
+		if err != nil {
+			return err // the supervisor is full or shut down
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return nil
+	})
+	for range 2 { // the second request finds the one task slot taken
+		rec := httptest.NewRecorder()
+		export.ServeHTTP(rec, httptest.NewRequest("POST", "/export", nil))
+		fmt.Println(rec.Code, "Retry-After:", rec.Header().Values("Retry-After"))
+	}
+	close(release)
+	_ = s.Shutdown(context.Background())
+	// Output:
+	// 202 Retry-After: []
+	// 503 Retry-After: [1]
+}
+
 // Every runs a task periodically, with jitter, and with backoff after
 // failures; it stops at Shutdown or when its context ends.
 func ExampleSupervisor_Every() {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -96,4 +97,37 @@ func newSupervisor(opts tasks.Options) (*tasks.Supervisor, *logRecorder, *eventR
 	opts.Logger = slog.New(logs)
 	opts.Observer = events.observe
 	return tasks.New(opts), logs, events
+}
+
+// panickingHandler is a slog.Handler whose Handle panics, like a handler
+// with a bug or one that writes to a closed sink that panics.
+type panickingHandler struct{}
+
+func (panickingHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (panickingHandler) Handle(context.Context, slog.Record) error { panic("log handler bug") }
+func (h panickingHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h panickingHandler) WithGroup(string) slog.Handler           { return h }
+
+// panicValue calls fn and returns what it panicked with, or nil.
+func panicValue(fn func()) (v any) {
+	defer func() { v = recover() }()
+	fn()
+	return nil
+}
+
+// within runs fn on its own goroutine and fails the test if it has not
+// returned after ten seconds: a mutex left locked by a panic would block
+// it forever.
+func within(t *testing.T, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s is still blocked after 10s", what)
+	}
 }

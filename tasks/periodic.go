@@ -38,7 +38,11 @@ type Periodic struct {
 // stops when ctx is done or Shutdown begins; a run in progress then
 // finishes (or is cancelled past Shutdown's drain deadline). Every returns
 // an error, and starts nothing, if p is invalid, ctx is done, or the
-// supervisor is shut down or full.
+// supervisor is shut down or full. The last three are refusals, reported
+// to the observer as [OutcomeRefused] like those of [Supervisor.Go]; a
+// refusal because the supervisor is shut down or full is an
+// [*httperr.HTTPError] (503, Retry-After) that wraps [ErrClosed] or
+// [ErrTooManyTasks].
 func (s *Supervisor) Every(ctx context.Context, p Periodic) error {
 	switch {
 	case p.Interval <= 0:
@@ -59,12 +63,14 @@ func (s *Supervisor) Every(ctx context.Context, p Periodic) error {
 		p.Timeout = s.timeout
 	}
 	if err := ctx.Err(); err != nil {
+		s.refused(ctx, p.Name, err, false)
 		return err
 	}
 	tctx, cancel := context.WithCancelCause(ctx)
 	t := &task{name: p.Name, cancel: cancel}
 	if err := s.register(t); err != nil {
 		cancel(nil)
+		s.refused(ctx, p.Name, err, false)
 		return err
 	}
 	go func() {

@@ -260,3 +260,65 @@ func TestEveryRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryRefusalsAreObserved: a periodic task that cannot start is
+// reported to the observer as refused, like any other task. The error is
+// returned to the caller, so it is not logged here. An invalid Periodic is
+// a configuration error, not a refused task.
+func TestEveryRefusalsAreObserved(t *testing.T) {
+	t.Parallel()
+	run := func(context.Context) error { return nil }
+	tests := []struct {
+		name    string
+		setup   func(s *tasks.Supervisor, release <-chan struct{})
+		ctx     context.Context
+		p       tasks.Periodic
+		want    error
+		refused bool
+	}{
+		{"after shutdown", func(s *tasks.Supervisor, _ <-chan struct{}) {
+			_ = s.Shutdown(context.Background())
+		}, context.Background(), tasks.Periodic{Name: "refresh", Interval: time.Second, Run: run}, tasks.ErrClosed, true},
+		{"MaxTasks running", func(s *tasks.Supervisor, release <-chan struct{}) {
+			_ = s.Go(context.Background(), "busy", func(context.Context) error { <-release; return nil })
+		}, context.Background(), tasks.Periodic{Name: "refresh", Interval: time.Second, Run: run}, tasks.ErrTooManyTasks, true},
+		{"context already done", func(*tasks.Supervisor, <-chan struct{}) {},
+			canceledContext(), tasks.Periodic{Name: "refresh", Interval: time.Second, Run: run}, context.Canceled, true},
+		{"invalid Periodic", func(*tasks.Supervisor, <-chan struct{}) {},
+			context.Background(), tasks.Periodic{Name: "refresh", Run: run}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, logs, events := newSupervisor(tasks.Options{MaxTasks: 1})
+			release := make(chan struct{})
+			tt.setup(s, release)
+			err := s.Every(tt.ctx, tt.p)
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("Every: %v, want %v", err, tt.want)
+			}
+			close(release)
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var mine []tasks.Event
+			for _, ev := range events.all() {
+				if ev.Task == "refresh" {
+					mine = append(mine, ev)
+				}
+			}
+			if !tt.refused {
+				if len(mine) != 0 {
+					t.Fatalf("events %+v for an invalid Periodic, want none", mine)
+				}
+				return
+			}
+			if len(mine) != 1 || mine[0].Outcome != tasks.OutcomeRefused || !errors.Is(mine[0].Err, tt.want) || mine[0].Duration != 0 {
+				t.Fatalf("events %+v, want one refusal with %v", mine, tt.want)
+			}
+			if recs := logs.find("task refused"); len(recs) != 0 {
+				t.Fatalf("a returned refusal was logged:\n%s", logs)
+			}
+		})
+	}
+}

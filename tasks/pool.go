@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +54,9 @@ type PoolOptions struct {
 	RetryAfter time.Duration
 	// Logger receives a record, with the stack, for every job that
 	// panics. Sheds are not logged here: the handler's httperr.Write logs
-	// the 503. If nil, slog.Default() is used.
+	// the 503. If nil, slog.Default() is used. If the handler panics, that
+	// record is given up on: it is lost, and the job's [*PanicError] is
+	// still returned.
 	Logger *slog.Logger
 }
 
@@ -111,7 +114,10 @@ func NewPool(opts PoolOptions) *Pool {
 // for a deadline).
 //
 // A panic in fn is recovered, logged with its stack, and returned as a
-// [*PanicError]; the worker is released in every case.
+// [*PanicError]; the worker is released in every case. If fn calls
+// [runtime.Goexit], Do does not return, since a Goexit cannot be stopped:
+// the worker is released and the calling goroutine exits, as it would
+// had it called fn itself.
 func (p *Pool) Do(ctx context.Context, fn func(ctx context.Context) error) error {
 	if err := p.acquire(ctx); err != nil {
 		return err
@@ -159,33 +165,55 @@ func (p *Pool) shed(cause error) error {
 }
 
 func (p *Pool) logPanic(ctx context.Context, pe *PanicError) {
-	l := p.logger
-	if l == nil {
-		l = slog.Default()
-	}
-	ctx = context.WithoutCancel(ctx)
-	attrs := []slog.Attr{
+	logRecord(ctx, p.logger, slog.LevelError, "pool job panicked", []slog.Attr{
 		slog.String("panic", fmt.Sprint(pe.Value)),
 		slog.String("stack", string(pe.Stack)),
-	}
-	if id := httperr.RequestID(ctx); id != "" {
-		attrs = append(attrs, slog.String("request_id", id))
-	}
-	l.LogAttrs(ctx, slog.LevelError, "pool job panicked", attrs...)
+	})
 }
 
 // DoAll runs every fn on the pool, at most Size at once, and waits for
 // them. The first error (a job's, a shed, or ctx's) cancels the context of
-// the others, and DoAll returns it; a panic in a job is a [*PanicError]
-// like in [Pool.Do]. It uses [errgroup.Group], whose own goroutines never
-// panic here because Do recovers.
+// the others, with that error as its cause, and DoAll returns it; a panic
+// in a job is a [*PanicError] like in [Pool.Do], and a job that calls
+// [runtime.Goexit] fails with [ErrGoexit], since its work never finished.
+// It runs the jobs on the goroutines of an [errgroup.Group], which never
+// panic here because Do recovers. It does not use the errgroup's error,
+// which a Goexit would leave unset, so that a job that never finished is
+// never taken for a success.
 func (p *Pool) DoAll(ctx context.Context, fns ...func(ctx context.Context) error) error {
-	g, gctx := errgroup.WithContext(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu    sync.Mutex
+		first error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+			cancel(err)
+		}
+		mu.Unlock()
+	}
+	var g errgroup.Group
 	g.SetLimit(p.size)
 	for _, fn := range fns {
-		g.Go(func() error { return p.Do(gctx, fn) })
+		g.Go(func() error {
+			returned := false
+			defer func() {
+				if !returned {
+					fail(ErrGoexit) // the goroutine goes on exiting
+				}
+			}()
+			if err := p.Do(ctx, fn); err != nil {
+				fail(err)
+			}
+			returned = true
+			return nil
+		})
 	}
-	return g.Wait()
+	_ = g.Wait()
+	return first
 }
 
 // Stats reports how many jobs are running and how many callers are

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -304,5 +305,105 @@ func TestPoolShedsHeavyRouteLightRouteKeepsAnswering(t *testing.T) {
 	}
 	if r, w := pool.Stats(); r != 0 || w != 0 {
 		t.Fatalf("Stats after the flood: %d running, %d waiting", r, w)
+	}
+}
+
+// TestPoolDoAllGoexit: a job that calls runtime.Goexit never finished its
+// work. DoAll returns ErrGoexit, as the Supervisor reports such a task, and
+// cancels the other jobs as it does for any failure.
+func TestPoolDoAllGoexit(t *testing.T) {
+	t.Parallel()
+	t.Run("with a job that succeeds", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			p := tasks.NewPool(tasks.PoolOptions{Size: 2})
+			var finished, ok atomic.Bool
+			err := p.DoAll(context.Background(),
+				func(context.Context) error { runtime.Goexit(); finished.Store(true); return nil },
+				func(context.Context) error { ok.Store(true); return nil },
+			)
+			if !errors.Is(err, tasks.ErrGoexit) || finished.Load() {
+				t.Fatalf("DoAll: %v (job finished: %v), want ErrGoexit", err, finished.Load())
+			}
+			if running, waiting := p.Stats(); running != 0 || waiting != 0 {
+				t.Fatalf("Stats after DoAll: %d running, %d waiting", running, waiting)
+			}
+		})
+	})
+	t.Run("cancels the others", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			p := tasks.NewPool(tasks.PoolOptions{Size: 2})
+			secondStarted := make(chan struct{})
+			var cause error
+			start := time.Now()
+			err := p.DoAll(context.Background(),
+				func(context.Context) error {
+					<-secondStarted
+					runtime.Goexit()
+					return nil
+				},
+				func(ctx context.Context) error {
+					close(secondStarted)
+					select {
+					case <-ctx.Done():
+						cause = context.Cause(ctx)
+						return ctx.Err()
+					case <-time.After(time.Hour):
+						return errors.New("never cancelled")
+					}
+				},
+			)
+			if !errors.Is(err, tasks.ErrGoexit) || !errors.Is(cause, tasks.ErrGoexit) || time.Since(start) != 0 {
+				t.Fatalf("DoAll: %v after %v (other job's cancel cause: %v), want ErrGoexit at once", err, time.Since(start), cause)
+			}
+		})
+	})
+}
+
+// TestPoolDoGoexit: Do runs the job on the caller's goroutine, so a
+// runtime.Goexit in it ends the caller's goroutine, as calling the job
+// directly would: Do never returns (in particular, not nil), and the
+// worker is released.
+func TestPoolDoGoexit(t *testing.T) {
+	t.Parallel()
+	p := tasks.NewPool(tasks.PoolOptions{Size: 1})
+	var returned atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.Do(context.Background(), func(context.Context) error { runtime.Goexit(); return nil })
+		returned.Store(true)
+	}()
+	<-done
+	if returned.Load() {
+		t.Fatal("Do returned after its job called runtime.Goexit")
+	}
+	if running, waiting := p.Stats(); running != 0 || waiting != 0 {
+		t.Fatalf("Stats: %d running, %d waiting", running, waiting)
+	}
+	if err := p.Do(context.Background(), func(context.Context) error { return nil }); err != nil {
+		t.Fatalf("pool unusable afterwards: %v", err)
+	}
+}
+
+// TestPoolDoPanickingLogger: a job that panics, with a logger that panics
+// too. Do still returns the job's *PanicError and lets no panic out; the
+// record is lost.
+func TestPoolDoPanickingLogger(t *testing.T) {
+	t.Parallel()
+	p := tasks.NewPool(tasks.PoolOptions{Size: 1, Logger: slog.New(panickingHandler{})})
+	var err error
+	if v := panicValue(func() {
+		err = p.Do(context.Background(), func(context.Context) error { panic("bad input") })
+	}); v != nil {
+		t.Fatalf("Do let the logger's panic out: %v", v)
+	}
+	var pe *tasks.PanicError
+	if !errors.As(err, &pe) || pe.Value != "bad input" {
+		t.Fatalf("Do: %v, want the job's *PanicError", err)
+	}
+	if err := p.Do(context.Background(), func(context.Context) error { return nil }); err != nil {
+		t.Fatalf("pool unusable afterwards: %v", err)
 	}
 }

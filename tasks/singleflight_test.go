@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -220,4 +221,187 @@ func TestSingleflightForget(t *testing.T) {
 			t.Fatalf("after Forget: %q", v)
 		}
 	})
+}
+
+// nanKey is a struct key whose float field can hold a NaN.
+type nanKey struct {
+	Item  string
+	Price float64
+}
+
+// TestSingleflightRefusesKeysNotEqualToThemselves: a key that is not equal
+// to itself (a NaN, or a struct or interface key holding one) could never
+// be found again in the map of calls in flight: each caller would start
+// its own call, and every finished call would stay in the map for good.
+// Do refuses it with ErrInvalidKey without calling fn; concurrent callers
+// of a good key still share one call.
+func TestSingleflightRefusesKeysNotEqualToThemselves(t *testing.T) {
+	t.Parallel()
+	nan := math.NaN()
+	t.Run("float64 NaN", func(t *testing.T) {
+		t.Parallel()
+		checkSingleflightInvalidKey(t, nan, 1.5)
+	})
+	t.Run("NaN in an any", func(t *testing.T) {
+		t.Parallel()
+		checkSingleflightInvalidKey[any](t, nan, "price:sku-1")
+	})
+	t.Run("struct with a NaN field", func(t *testing.T) {
+		t.Parallel()
+		checkSingleflightInvalidKey(t, nanKey{"sku-1", nan}, nanKey{"sku-1", 9.5})
+	})
+}
+
+func checkSingleflightInvalidKey[K comparable](t *testing.T, bad, good K) {
+	synctest.Test(t, func(t *testing.T) {
+		var g tasks.Singleflight[K, int]
+		var badCalls, goodCalls atomic.Int64
+		release := make(chan struct{})
+		badFn := func(context.Context) (int, error) { badCalls.Add(1); <-release; return 1, nil }
+		goodFn := func(context.Context) (int, error) { goodCalls.Add(1); <-release; return 42, nil }
+		type res struct {
+			good   bool
+			v      int
+			shared bool
+			err    error
+		}
+		const callers = 50
+		results := make(chan res, 2*callers)
+		for range callers {
+			go func() {
+				v, shared, err := g.Do(context.Background(), bad, badFn)
+				results <- res{false, v, shared, err}
+			}()
+			go func() {
+				v, shared, err := g.Do(context.Background(), good, goodFn)
+				results <- res{true, v, shared, err}
+			}()
+		}
+		synctest.Wait()
+		close(release)
+		for range 2 * callers {
+			r := <-results
+			if r.good && (r.v != 42 || !r.shared || r.err != nil) {
+				t.Fatalf("caller of the good key got %+v, want 42, shared", r)
+			}
+			if !r.good && (!errors.Is(r.err, tasks.ErrInvalidKey) || r.v != 0 || r.shared) {
+				t.Fatalf("caller of the key %v got %+v, want ErrInvalidKey", bad, r)
+			}
+		}
+		if badCalls.Load() != 0 || goodCalls.Load() != 1 {
+			t.Fatalf("fn ran %d times for the refused key and %d times for the good one; want 0 and 1",
+				badCalls.Load(), goodCalls.Load())
+		}
+		g.Forget(bad) // nothing is in flight for it: a no-op
+		v, shared, err := g.Do(context.Background(), good, func(context.Context) (int, error) { return 7, nil })
+		if v != 7 || shared || err != nil {
+			t.Fatalf("next call of the good key: %d %v %v, want a fresh call", v, shared, err)
+		}
+	})
+}
+
+// TestSingleflightUncomparableKeyPanicsAndLeavesItUsable: an interface key
+// whose dynamic value cannot be compared panics with a runtime error, as a
+// map index would, before the Singleflight is locked, so other keys keep
+// working after the panic is recovered.
+func TestSingleflightUncomparableKeyPanicsAndLeavesItUsable(t *testing.T) {
+	t.Parallel()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	bad := []string{"sku-1"}
+	tests := []struct {
+		name string
+		call func(g *tasks.Singleflight[any, int])
+	}{
+		{"Do", func(g *tasks.Singleflight[any, int]) { _, _, _ = g.Do(context.Background(), bad, fn) }},
+		{"Forget", func(g *tasks.Singleflight[any, int]) { g.Forget(bad) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var g tasks.Singleflight[any, int]
+			var got any
+			within(t, tt.name+" with a slice key", func() {
+				got = panicValue(func() { tt.call(&g) })
+			})
+			if _, ok := got.(runtime.Error); !ok {
+				t.Fatalf("%s with a slice key: recovered %v, want a runtime.Error panic", tt.name, got)
+			}
+			within(t, "Do of another key after the panic", func() {
+				if v, _, err := g.Do(context.Background(), "sku-2", fn); v != 1 || err != nil {
+					t.Errorf("Do after the panic: %d %v", v, err)
+				}
+			})
+		})
+	}
+}
+
+// TestSingleflightSharedCountsOnlyCallersGivenTheResult: shared is true only
+// if the result went to more than one caller. A caller that joined and
+// gave up before the result was ready did not get it, and does not make
+// the one who did see shared.
+func TestSingleflightSharedCountsOnlyCallersGivenTheResult(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name               string
+		patient, impatient int
+		wantShared         bool
+	}{
+		{"alone", 1, 0, false},
+		{"a caller joined and gave up", 1, 1, false},
+		{"several joined and gave up", 1, 3, false},
+		{"two got the result", 2, 0, true},
+		{"two got it, one gave up", 2, 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var g tasks.Singleflight[string, string]
+				fn := func(ctx context.Context) (string, error) {
+					select {
+					case <-time.After(10 * time.Second):
+						return "fresh", nil
+					case <-ctx.Done():
+						return "", ctx.Err()
+					}
+				}
+				type res struct {
+					v      string
+					shared bool
+					err    error
+				}
+				patient := make(chan res, tt.patient)
+				impatient := make(chan error, tt.impatient)
+				for i := range tt.patient + tt.impatient {
+					if i < tt.patient {
+						go func() {
+							v, shared, err := g.Do(context.Background(), "k", fn)
+							patient <- res{v, shared, err}
+						}()
+					} else {
+						go func() {
+							ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+							defer cancel()
+							_, shared, err := g.Do(ctx, "k", fn)
+							if shared {
+								err = errors.New("a caller that gave up was told shared")
+							}
+							impatient <- err
+						}()
+					}
+					synctest.Wait() // the first caller starts the call
+				}
+				for range tt.impatient {
+					if err := <-impatient; !errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("impatient caller: %v", err)
+					}
+				}
+				for range tt.patient {
+					if r := <-patient; r.v != "fresh" || r.err != nil || r.shared != tt.wantShared {
+						t.Fatalf("caller given the result: %+v, want fresh with shared=%v", r, tt.wantShared)
+					}
+				}
+			})
+		})
+	}
 }

@@ -39,8 +39,9 @@ var (
 	// they were cancelled and the grace period passed; they are named in
 	// the error and in the log.
 	ErrStuck = errors.New("tasks: tasks did not return after cancellation")
-	// ErrGoexit is the error of a task that called [runtime.Goexit] (for
-	// example through testing.T.FailNow) instead of returning.
+	// ErrGoexit is the error of a task, a [Pool.DoAll] job or a
+	// [Singleflight] call that called [runtime.Goexit] (for example through
+	// testing.T.FailNow) instead of returning: its work never finished.
 	ErrGoexit = errors.New("tasks: task called runtime.Goexit")
 )
 
@@ -95,16 +96,26 @@ type Event struct {
 // every task has a one-minute deadline, at most 1,024 run at once, and
 // failures are logged to slog.Default().
 type Options struct {
-	// Logger receives one record per failed or refused task (Error for a
-	// failure, with the stack for a panic; Warn for a refusal or a
-	// cancellation at shutdown). Keys: task, outcome, err, duration,
-	// panic, stack, request_id. If nil, slog.Default() is used.
+	// Logger receives one record per failed task run (Error, with the
+	// stack for a panic; Warn for a cancellation), one per task that
+	// Detach refuses (Warn), whose refusal reaches nobody else, one per
+	// panic of the Observer (Error), and one when Shutdown gives up on
+	// tasks that do not return (Error). A refusal that Go, TryDetach or
+	// Every returns is not logged here: the caller has the error, and
+	// [httperr.Write] logs it with the 503, as it does for a [Pool]'s
+	// sheds; logging it here too would double the records a flood
+	// produces. Keys: task, outcome, err, duration, panic, stack, cause,
+	// count, tasks, request_id. If nil, slog.Default() is used. If the
+	// handler panics, that record is given up on: it is lost, the task and
+	// the process go on, and the observer is still called.
 	Logger *slog.Logger
-	// Observer, if set, is called once for every task that ends or is
-	// refused, after its log record, from the task's goroutine (or the
-	// caller's, for a refusal), so it may be called concurrently. Use it
-	// for metrics; it must not block. A panic in it is recovered and
-	// logged.
+	// Observer, if set, is called once for every task run that ends (each
+	// run of a periodic task is one) and once for every task that Go,
+	// Detach, TryDetach or Every refuses, after the log record if any,
+	// from the task's goroutine (or the caller's, for a refusal), so it
+	// may be called concurrently. An invalid [Periodic] is not a refused
+	// task. Use it for metrics; it must not block. A panic in it is
+	// recovered and logged.
 	Observer func(Event)
 	// Timeout is the deadline of each task, counted from its start; the
 	// task's context is cancelled with cause [ErrTimeout] when it passes.
@@ -180,10 +191,11 @@ func New(opts Options) *Supervisor {
 // the supervisor is shut down or full. The last two are
 // [*httperr.HTTPError] values (503, [httperr.KindOverload], Retry-After)
 // that wrap [ErrClosed] or [ErrTooManyTasks], so a handler can return
-// them as they are.
+// them as they are. A refusal is reported to the observer, and not logged
+// here: the caller has the error.
 //
-// From a handler, use [Supervisor.Detach]: the request's context is
-// cancelled as soon as the handler returns.
+// From a handler, use [Supervisor.TryDetach] (or [Supervisor.Detach]):
+// the request's context is cancelled as soon as the handler returns.
 func (s *Supervisor) Go(ctx context.Context, name string, fn func(ctx context.Context) error) error {
 	return s.start(ctx, name, fn, false)
 }
@@ -192,10 +204,26 @@ func (s *Supervisor) Go(ctx context.Context, name string, fn func(ctx context.Co
 // by a handler that must outlive the request (sending a mail, refreshing a
 // cache). fn's context keeps ctx's values, such as the request id that
 // the log records carry, but not its cancellation or deadline; it gets
-// the supervisor's deadline instead. A refusal is logged and reported to
-// the observer rather than returned.
+// the supervisor's deadline instead. A refusal (the supervisor is shut
+// down or full) drops fn: it is logged and reported to the observer, and
+// nobody else learns of it. A handler that answers "accepted" must use
+// [Supervisor.TryDetach] instead, and answer its error.
 func (s *Supervisor) Detach(ctx context.Context, name string, fn func(ctx context.Context) error) {
 	_ = s.start(context.WithoutCancel(ctx), name, fn, true)
+}
+
+// TryDetach is [Supervisor.Detach] that returns its refusal instead of
+// dropping the work: fn's context keeps ctx's values but not its
+// cancellation or deadline, and gets the supervisor's deadline. If ctx is
+// done, TryDetach still starts fn, as Detach does. If the supervisor is
+// shut down or full, it returns, without starting fn, the same
+// [*httperr.HTTPError] as [Supervisor.Go] (503, Retry-After, wrapping
+// [ErrClosed] or [ErrTooManyTasks]), so a handler can return it and the
+// client learns that its work was not started. The refusal is reported to
+// the observer; it is not logged here, since the caller has the error
+// ([httperr.Write] logs it with the 503).
+func (s *Supervisor) TryDetach(ctx context.Context, name string, fn func(ctx context.Context) error) error {
+	return s.start(context.WithoutCancel(ctx), name, fn, false)
 }
 
 func (s *Supervisor) start(ctx context.Context, name string, fn func(context.Context) error, logRefusal bool) error {
@@ -282,7 +310,7 @@ func (s *Supervisor) finish(ctx context.Context, name string, err error, d time.
 		if v := recover(); v != nil {
 			pe := newPanicError(v)
 			outcome, rerr = OutcomePanic, pe
-			defer func() { _ = recover() }() // a logger that panics too is given up on
+			defer func() { _ = recover() }() // whatever else panics is given up on
 			s.report(ctx, name, outcome, pe, d)
 		}
 	}()
@@ -365,15 +393,20 @@ func (s *Supervisor) refused(ctx context.Context, name string, err error, log bo
 	s.observe(Event{Task: name, Outcome: OutcomeRefused, Err: err})
 }
 
-func (s *Supervisor) loggerOrDefault() *slog.Logger {
-	if s.logger != nil {
-		return s.logger
-	}
-	return slog.Default()
+func (s *Supervisor) log(ctx context.Context, level slog.Level, msg string, attrs []slog.Attr) {
+	logRecord(ctx, s.logger, level, msg, attrs)
 }
 
-func (s *Supervisor) log(ctx context.Context, level slog.Level, msg string, attrs []slog.Attr) {
-	l := s.loggerOrDefault()
+// logRecord writes one record to l (slog.Default() if nil), with the
+// request id that ctx carries, if any. The package logs from goroutines it
+// owns, where nothing could recover a panic and the process would end, and
+// right after it recovered a panic on a caller's goroutine: so a record
+// whose handler panics is given up on, and lost.
+func logRecord(ctx context.Context, l *slog.Logger, level slog.Level, msg string, attrs []slog.Attr) {
+	defer func() { _ = recover() }()
+	if l == nil {
+		l = slog.Default()
+	}
 	ctx = context.WithoutCancel(ctx)
 	if !l.Enabled(ctx, level) {
 		return
@@ -390,9 +423,10 @@ func (s *Supervisor) observe(ev Event) {
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			s.loggerOrDefault().LogAttrs(context.Background(), slog.LevelError, "task observer panicked",
+			s.log(context.Background(), slog.LevelError, "task observer panicked", []slog.Attr{
 				slog.String("task", ev.Task), slog.String("panic", fmt.Sprint(v)),
-				slog.String("stack", string(debug.Stack())))
+				slog.String("stack", string(debug.Stack())),
+			})
 		}
 	}()
 	s.observer(ev)

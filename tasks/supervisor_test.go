@@ -446,3 +446,163 @@ func TestObserverPanicIsContained(t *testing.T) {
 		t.Fatalf("logs:\n%s", logs)
 	}
 }
+
+// TestTryDetachRefusesAFlood: a handler that starts background work with
+// TryDetach answers 503 with Retry-After once MaxTasks tasks run, so the
+// client learns that its work was not started; the accepted tasks outlive
+// their requests. Detach, the control, answers 202 to every request and
+// drops the work it cannot start, with one log record each.
+func TestTryDetachRefusesAFlood(t *testing.T) {
+	t.Parallel()
+	const maxTasks, flood = 4, 20
+	tests := []struct {
+		name       string
+		start      func(s *tasks.Supervisor, ctx context.Context, fn func(context.Context) error) error
+		accepted   int // 202 answers
+		logged     int // "task refused" records
+		refusedFor string
+	}{
+		{"TryDetach", func(s *tasks.Supervisor, ctx context.Context, fn func(context.Context) error) error {
+			return s.TryDetach(ctx, "export", fn)
+		}, maxTasks, 0, "503"},
+		{"Detach", func(s *tasks.Supervisor, ctx context.Context, fn func(context.Context) error) error {
+			s.Detach(ctx, "export", fn)
+			return nil
+		}, flood, flood - maxTasks, "nothing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, logs, events := newSupervisor(tasks.Options{MaxTasks: maxTasks})
+			release := make(chan struct{})
+			var started, cancelled atomic.Int64
+			mux := http.NewServeMux()
+			mux.Handle("POST /export", httperr.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				err := tt.start(s, r.Context(), func(ctx context.Context) error {
+					started.Add(1)
+					<-release // every response has been sent by then
+					if ctx.Err() != nil {
+						cancelled.Add(1)
+					}
+					return ctx.Err()
+				})
+				if err != nil {
+					return err
+				}
+				w.WriteHeader(http.StatusAccepted)
+				return nil
+			}))
+			srv := httptest.NewServer(httperr.Install(httperr.Options{Logger: slog.New(slog.DiscardHandler)})(mux))
+			defer srv.Close()
+			finish := sync.OnceFunc(func() { close(release) })
+			defer func() { finish(); _ = s.Shutdown(context.Background()) }()
+			client := srv.Client()
+
+			codes := make(chan int, flood)
+			var wg sync.WaitGroup
+			for range flood {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, err := client.Post(srv.URL+"/export", "text/plain", nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer resp.Body.Close()
+					_, _ = io.Copy(io.Discard, resp.Body)
+					if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+						t.Error("503 without Retry-After")
+					}
+					codes <- resp.StatusCode
+				}()
+			}
+			wg.Wait()
+			close(codes)
+			count := map[int]int{}
+			for c := range codes {
+				count[c]++
+			}
+			if count[http.StatusAccepted] != tt.accepted || count[http.StatusServiceUnavailable] != flood-tt.accepted {
+				t.Fatalf("answers %v, want %d accepted and the rest 503", count, tt.accepted)
+			}
+			finish()
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if started.Load() != maxTasks || cancelled.Load() != 0 {
+				t.Fatalf("%d tasks ran (%d cancelled with their request), want %d, none cancelled",
+					started.Load(), cancelled.Load(), maxTasks)
+			}
+			refused := 0
+			for _, ev := range events.all() {
+				if ev.Outcome == tasks.OutcomeRefused && errors.Is(ev.Err, tasks.ErrTooManyTasks) {
+					refused++
+				}
+			}
+			if refused != flood-maxTasks {
+				t.Fatalf("%d refusals observed, want %d", refused, flood-maxTasks)
+			}
+			if n := len(logs.find("task refused")); n != tt.logged {
+				t.Fatalf("%d refusal records, want %d (a returned refusal is the caller's to log)", n, tt.logged)
+			}
+		})
+	}
+}
+
+// TestPanickingLoggerIsGivenUp: a Supervisor whose logger panics still
+// reports every task to the observer once, with its true outcome, and the
+// logger's panic gets out neither on a task's goroutine nor on the
+// caller's (a refusal of Detach is logged there).
+func TestPanickingLoggerIsGivenUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("observer still called", func(t *testing.T) {
+		t.Parallel()
+		events := &eventRecorder{}
+		s := tasks.New(tasks.Options{Logger: slog.New(panickingHandler{}), Observer: events.observe})
+		if err := s.Go(ctx, "fails", func(context.Context) error { return errJob }); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Go(ctx, "panics", panickingTask); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v := panicValue(func() { s.Detach(ctx, "late", func(context.Context) error { return nil }) }); v != nil {
+			t.Fatalf("Detach let the logger's panic out: %v", v)
+		}
+		got := map[string]tasks.Event{}
+		for _, ev := range events.all() {
+			got[ev.Task] = ev
+		}
+		var pe *tasks.PanicError
+		switch {
+		case len(events.all()) != 3:
+			t.Fatalf("events %+v, want one for each of 3 tasks", events.all())
+		case got["fails"].Outcome != tasks.OutcomeError || !errors.Is(got["fails"].Err, errJob):
+			t.Fatalf("failed task reported as %+v", got["fails"])
+		case got["panics"].Outcome != tasks.OutcomePanic || !errors.As(got["panics"].Err, &pe) || pe.Value != errJob:
+			t.Fatalf("panicking task reported as %+v", got["panics"])
+		case got["late"].Outcome != tasks.OutcomeRefused || !errors.Is(got["late"].Err, tasks.ErrClosed):
+			t.Fatalf("refused task reported as %+v", got["late"])
+		}
+	})
+	t.Run("observer panics too", func(t *testing.T) {
+		t.Parallel()
+		s := tasks.New(tasks.Options{
+			Logger:   slog.New(panickingHandler{}),
+			Observer: func(tasks.Event) { panic("observer bug") },
+		})
+		if err := s.Go(ctx, "t", func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v := panicValue(func() { s.Detach(ctx, "late", func(context.Context) error { return nil }) }); v != nil {
+			t.Fatalf("Detach let a panic out: %v", v)
+		}
+	})
+}
