@@ -37,6 +37,19 @@ const (
 	slowRouteDeadline = 3 * time.Second // GET /slow
 	maxUpstreamDelay  = 30 * time.Second
 	maxSlowDelay      = time.Minute
+
+	// Failed logins (loginLimiter): 10 for one account from one client
+	// address, one more every 6 s; 100 for one account from all addresses
+	// together, one more every 2 s (30 a minute, three addresses' worth).
+	loginFailuresPerClient  = 10
+	loginRefillPerClient    = 6 * time.Second
+	loginFailuresPerAccount = 100
+	loginRefillPerAccount   = 2 * time.Second
+	maxLoginCounters        = 1 << 17
+
+	// Sessions (memSessions): 100,000 in all, 10 for one user.
+	maxSessions        = 100_000
+	maxSessionsPerUser = 10
 )
 
 // app is the whole service: its stores, its defences and its three servers
@@ -49,7 +62,7 @@ type app struct {
 	sessions Sessions
 	session  *cookiesecret.Cookie
 	xsrf     *cookiesecret.XSRF
-	login    *middleware.RateLimit
+	logins   *loginLimiter
 	pages    *safetmpl.Set
 	static   fs.FS
 	guard    *wsguard.Guard
@@ -106,7 +119,7 @@ func newApp(cfg config) (*app, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		inv:      newMemInventory(seedProducts()),
-		sessions: newMemSessions(cfg.SessionTTL, cfg.Now, 100_000),
+		sessions: newMemSessions(cfg.SessionTTL, cfg.Now, maxSessions, maxSessionsPerUser),
 		hub:      wsguard.NewHub(wsguard.HubOptions{}),
 	}
 	var err error
@@ -129,13 +142,14 @@ func newApp(cfg config) (*app, error) {
 	}); err != nil {
 		return nil, err
 	}
-	// Password guessing: 10 attempts a minute per account name.
-	if a.login, err = middleware.NewRateLimit(middleware.RateLimitOptions{
-		Limit: 10, Window: time.Minute, Logger: cfg.Logger,
-		Key: func(r *http.Request) string { return "login:" + r.PostFormValue("username") },
-	}); err != nil {
-		return nil, err
-	}
+	// Password guessing: failed logins per account and client address, and
+	// per account. middleware.RateLimit counts every request and has no
+	// refund, and a login limit must count failures only (or anyone could
+	// lock an account's owner out), so the login handler keeps its own.
+	a.logins = newLoginLimiter(
+		loginBudget{burst: loginFailuresPerClient, refill: loginRefillPerClient},
+		loginBudget{burst: loginFailuresPerAccount, refill: loginRefillPerAccount},
+		maxLoginCounters, cfg.Now)
 
 	tmpl, err := fs.Sub(assets, "templates")
 	if err != nil {

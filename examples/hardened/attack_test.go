@@ -718,3 +718,243 @@ func TestShutdownClosesWebSocketsGoingAway(t *testing.T) {
 		t.Fatal("no shutdown")
 	}
 }
+
+// Password guessing from one address cannot lock the account's owner out:
+// the guesser is throttled after 10 failures for the account (even when it
+// then sends the right password), concurrent guesses do not slip past that
+// budget together, and the owner, from their own address, logs in while the
+// guessing goes on, as often as they like: only failures count.
+func TestAttackLoginGuessingCannotLockOutOwner(t *testing.T) {
+	t.Parallel()
+	ta := startApp(t, trustLoopbackProxy)
+	ta.clock.freeze() // budgets hold exactly what the test spent
+
+	attacker := newBrowserFrom(t, ta.base, "198.51.100.7")
+	tok := attacker.loginToken()
+	var codes []int
+	var retryAfter string
+	for i := range 30 {
+		code, h := attacker.postLogin("ann", fmt.Sprintf("guess-%d", i), tok)
+		codes = append(codes, code)
+		retryAfter = h.Get("Retry-After")
+	}
+	for i, code := range codes {
+		if want := loginWant(i < 10); code != want {
+			t.Fatalf("guess %d from one address: %d, want %d (all: %v)", i+1, code, want, codes)
+		}
+	}
+	if retryAfter != "6" {
+		t.Errorf("Retry-After %q for the throttled guesser, want 6 (one more guess every 6 s)", retryAfter)
+	}
+
+	// 40 guesses at once from a second address: 10 are checked, 30 refused.
+	rusher := newBrowserFrom(t, ta.base, "198.51.100.8")
+	rtok := rusher.loginToken()
+	var mu sync.Mutex
+	got := map[int]int{}
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			code, _ := rusher.postLogin("ann", fmt.Sprintf("rush-%d", i), rtok)
+			mu.Lock()
+			got[code]++
+			mu.Unlock()
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	if got[http.StatusUnauthorized] != 10 || got[http.StatusTooManyRequests] != 30 {
+		t.Errorf("40 concurrent guesses: %v, want 10×401 and 30×429", got)
+	}
+
+	// The first guesser keeps hammering (at most 200 attempts) while the
+	// owner logs in from their own address.
+	stop := make(chan struct{})
+	done := make(chan map[int]int, 1)
+	go func() {
+		seen := map[int]int{}
+		defer func() { done <- seen }()
+		for range 200 {
+			code, _ := attacker.postLogin("ann", "hunter2", tok)
+			seen[code]++
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	halt := sync.OnceValue(func() map[int]int { close(stop); return <-done })
+	t.Cleanup(func() { halt() })
+
+	owner := newBrowserFrom(t, ta.base, "203.0.113.5")
+	if code, _ := owner.postLogin("ann", "typo", owner.loginToken()); code != http.StatusUnauthorized {
+		t.Errorf("owner's typo: %d, want 401", code)
+	}
+	for i := range 12 {
+		code, h := owner.postLogin("ann", "demo", owner.loginToken())
+		if code != http.StatusSeeOther {
+			t.Fatalf("owner's login %d while the account is under attack: %d (Retry-After %q), want 303",
+				i+1, code, h.Get("Retry-After"))
+		}
+	}
+	if code, body := owner.get("/me"); code != http.StatusOK || !strings.Contains(body, `<span id="user">ann</span>`) {
+		t.Errorf("owner's /me: %d", code)
+	}
+	if seen := halt(); seen[http.StatusTooManyRequests] == 0 || len(seen) != 1 {
+		t.Errorf("hammering guesser during the owner's logins: %v, want only 429s", seen)
+	}
+	// Throttled, the guesser gets nothing even for the right password.
+	if code, _ := attacker.postLogin("ann", "demo", tok); code != http.StatusTooManyRequests || attacker.cookie("__Host-session") != "" {
+		t.Errorf("throttled guesser with the right password: %d, session %t; want 429 and none",
+			code, attacker.cookie("__Host-session") != "")
+	}
+	// Another account from the guesser's address is not affected.
+	if code, _ := attacker.postLogin("zoe", "demo", tok); code != http.StatusSeeOther {
+		t.Errorf("guesser's address, other account: %d, want 303", code)
+	}
+	if !strings.Contains(ta.metrics(t), `stormcellar_http_rejections_total{code="429",kind="rate_limit"}`) {
+		t.Errorf("login 429s not in metrics")
+	}
+}
+
+func loginWant(checked bool) int {
+	if checked {
+		return http.StatusUnauthorized
+	}
+	return http.StatusTooManyRequests
+}
+
+// Guessing spread over many addresses is bounded per account: each address
+// has its own 10 failures, but the account as a whole gives at most 100 (and
+// 30 more a minute). That bound is what it costs: while a distributed
+// guesser keeps the account's budget spent, its owner is refused too, from
+// any address, until the guessing stops and the budget refills.
+func TestAttackLoginDistributedGuessingBounded(t *testing.T) {
+	t.Parallel()
+	ta := startApp(t, trustLoopbackProxy)
+	ta.clock.freeze()
+	for i := range 12 {
+		b := newBrowserFrom(t, ta.base, fmt.Sprintf("198.51.100.%d", 10+i))
+		tok := b.loginToken()
+		for j := range 10 {
+			// Addresses 1-10 spend the account's 100; 11 and 12 find it empty.
+			if code, _ := b.postLogin("bob", fmt.Sprintf("guess-%d-%d", i, j), tok); code != loginWant(i < 10) {
+				t.Fatalf("address %d, guess %d: %d, want %d", i+1, j+1, code, loginWant(i < 10))
+			}
+		}
+	}
+	owner := newBrowserFrom(t, ta.base, "203.0.113.9")
+	code, h := owner.postLogin("bob", "demo", owner.loginToken())
+	if code != http.StatusTooManyRequests || h.Get("Retry-After") != "2" {
+		t.Errorf("owner while the account's budget is spent: %d Retry-After %q, want 429 and 2", code, h.Get("Retry-After"))
+	}
+	// Another account is untouched.
+	owner.login("carl")
+	// The guessing stops; a minute later the budget has refilled by 30.
+	ta.clock.advance(time.Minute)
+	if code, _ := owner.postLogin("bob", "demo", owner.loginToken()); code != http.StatusSeeOther {
+		t.Errorf("owner a minute after the guessing stopped: %d, want 303", code)
+	}
+}
+
+// sessionCount is how many sessions the in-memory store holds.
+func sessionCount(s *memSessions) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+// Filling the session store does not block logins: with the store 20 short
+// of its 100,000 cap, one client logs in under 20 names, then the victim
+// logs in and gets a session; the least recently used session is ended to
+// make room, while a session in use survives, and the store never holds
+// more than its cap.
+func TestAttackSessionStoreFloodKeepsLoginOpen(t *testing.T) {
+	t.Parallel()
+	ta := startApp(t, nil)
+	store := ta.sessions.(*memSessions)
+	const capacity = 100_000
+	ctx := context.Background()
+
+	active := newBrowser(t, ta.base)
+	active.login("erin") // the oldest session, but in use
+	var idle Session
+	for i := range capacity - 20 - 1 {
+		s, err := store.Create(ctx, fmt.Sprintf("filler-%d", i))
+		if err != nil {
+			t.Fatalf("pre-fill %d: %v", i, err)
+		}
+		if i == 0 {
+			idle = s // the least recently used once erin's is used again
+		}
+	}
+	// Erin comes back later (the recency order is kept to the minute).
+	ta.clock.advance(2 * time.Minute)
+	if code, _ := active.get("/me"); code != http.StatusOK {
+		t.Fatalf("erin's /me: %d", code)
+	}
+	attacker := newBrowser(t, ta.base)
+	for i := range 20 {
+		attacker.setCookie("__Host-session", "") // a new session every time
+		code, _ := attacker.postLogin(fmt.Sprintf("flood-%d", i), "demo", attacker.loginToken())
+		if code != http.StatusSeeOther {
+			t.Errorf("flood login %d: %d", i+1, code)
+		}
+		if n := sessionCount(store); n > capacity {
+			t.Fatalf("store holds %d sessions, cap %d", n, capacity)
+		}
+	}
+	victim := newBrowser(t, ta.base)
+	code, h := victim.postLogin("victim", "demo", victim.loginToken())
+	if code != http.StatusSeeOther {
+		t.Fatalf("victim's login with the store full: %d (Retry-After %q), want 303", code, h.Get("Retry-After"))
+	}
+	if code, body := victim.get("/me"); code != http.StatusOK || !strings.Contains(body, `<span id="user">victim</span>`) {
+		t.Errorf("victim's /me: %d", code)
+	}
+	if n := sessionCount(store); n != capacity {
+		t.Errorf("store holds %d sessions, want exactly its cap %d", n, capacity)
+	}
+	if code, _ := active.get("/me"); code != http.StatusOK {
+		t.Errorf("erin's session, in use, after the flood: %d, want 200", code)
+	}
+	if _, ok := store.Get(ctx, idle.ID); ok {
+		t.Errorf("the least recently used session survived a login into the full store")
+	}
+}
+
+// One user holds at most 10 sessions: the 11th login ends that user's
+// oldest (its cookie then gets 401), and so on, while other users'
+// sessions are untouched.
+func TestAttackSessionsPerUserCapped(t *testing.T) {
+	t.Parallel()
+	ta := startApp(t, nil)
+	other := newBrowser(t, ta.base)
+	other.login("dave")
+	var carols []*browser
+	for range 15 {
+		b := newBrowser(t, ta.base)
+		b.login("carol")
+		carols = append(carols, b)
+	}
+	for i, b := range carols {
+		want := http.StatusOK
+		if i < 5 {
+			want = http.StatusUnauthorized // the 5 oldest were ended
+		}
+		if code, _ := b.get("/me"); code != want {
+			t.Errorf("carol's session %d of 15: %d, want %d", i+1, code, want)
+		}
+	}
+	if code, body := other.get("/me"); code != http.StatusOK || !strings.Contains(body, `<span id="user">dave</span>`) {
+		t.Errorf("dave's session: %d, want 200", code)
+	}
+	if n := sessionCount(ta.sessions.(*memSessions)); n != 11 {
+		t.Errorf("store holds %d sessions, want 11 (10 of carol's, dave's)", n)
+	}
+}

@@ -115,7 +115,11 @@ func (a *app) loginPost(w http.ResponseWriter, r *http.Request) error {
 	if !validUser(user) {
 		return httperr.BadRequest("User names are 1 to 32 letters, digits, '.', '_' or '-'.", errBadLogin)
 	}
-	if err := a.login.Check(r); err != nil {
+	// Password guessing: the attempt takes a unit from the account's
+	// budgets (per client address and overall) before the password is
+	// checked; a right password gives them back, so only failures count.
+	ticket, err := a.logins.take(r, user)
+	if err != nil {
 		return err
 	}
 	if a.cfg.Prod {
@@ -124,8 +128,9 @@ func (a *app) loginPost(w http.ResponseWriter, r *http.Request) error {
 		return unauthorized(errLoginClose)
 	}
 	if subtle.ConstantTimeCompare([]byte(r.PostFormValue("password")), []byte("demo")) != 1 {
-		return unauthorized(errBadLogin)
+		return unauthorized(errBadLogin) // the failure keeps its units
 	}
+	a.logins.refund(ticket)
 	// A new session id on every login: a planted id cannot be fixed.
 	if sess, err := a.currentSession(r); err == nil {
 		a.sessions.Delete(r.Context(), sess.ID)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -40,10 +41,25 @@ type testApp struct {
 	done        chan error
 }
 
-type fakeClock struct{ offset atomic.Int64 }
+// fakeClock is the service's clock (config.Now): the real time moved by
+// advance, or, once frozen, a fixed instant moved only by advance.
+type fakeClock struct {
+	offset atomic.Int64
+	frozen atomic.Int64 // unix nanoseconds; zero: not frozen
+}
 
-func (c *fakeClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *fakeClock) now() time.Time {
+	base := time.Now()
+	if f := c.frozen.Load(); f != 0 {
+		base = time.Unix(0, f)
+	}
+	return base.Add(time.Duration(c.offset.Load()))
+}
 func (c *fakeClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// freeze stops the clock at the present instant: budgets that refill with
+// time then hold exactly what the test spent, however slow the run.
+func (c *fakeClock) freeze() { c.frozen.Store(time.Now().UnixNano()) }
 func testKeyring(t *testing.T, id string) *cookiesecret.Keyring {
 	t.Helper()
 	ring, err := cookiesecret.NewKeyring(cookiesecret.Key{ID: id, Secret: cookiesecret.GenerateSecret()})
@@ -112,8 +128,25 @@ type browser struct {
 	t      *testing.T
 	base   string
 	client *http.Client
+	xff    string // X-Forwarded-For sent with every request, if set
 	mu     sync.Mutex
 	jar    map[string]string
+}
+
+// newBrowserFrom returns a browser whose requests reach the service through
+// a trusted proxy (startApp with trustLoopbackProxy) on behalf of the
+// client address addr.
+func newBrowserFrom(t *testing.T, base, addr string) *browser {
+	b := newBrowser(t, base)
+	b.xff = addr
+	return b
+}
+
+// trustLoopbackProxy makes the test clients, which all connect from
+// 127.0.0.1, a trusted proxy: each client address then comes from the
+// X-Forwarded-For a browser from newBrowserFrom sends.
+func trustLoopbackProxy(c *config) {
+	c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 }
 
 func newBrowser(t *testing.T, base string) *browser {
@@ -162,6 +195,9 @@ func (b *browser) do(method, path string, body io.Reader, hdr http.Header) (int,
 	if method != http.MethodGet && method != http.MethodHead {
 		req.Header.Set("Origin", b.base)
 	}
+	if b.xff != "" {
+		req.Header.Set("X-Forwarded-For", b.xff)
+	}
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
@@ -206,17 +242,31 @@ func (b *browser) token() string {
 	return m[1]
 }
 
-// login logs in through the form, as a browser would.
-func (b *browser) login(user string) {
+// loginToken loads the login page and returns the _xsrf value of its form.
+func (b *browser) loginToken() string {
 	b.t.Helper()
 	code, body := b.get("/login")
 	m := fieldRe.FindStringSubmatch(body)
 	if code != http.StatusOK || m == nil {
 		b.t.Fatalf("GET /login: %d, no _xsrf field", code)
 	}
-	form := url.Values{"username": {user}, "password": {"demo"}, "_xsrf": {m[1]}}
+	return m[1]
+}
+
+// postLogin posts the login form with the _xsrf value tok and returns the
+// status and headers of the answer.
+func (b *browser) postLogin(user, password, tok string) (int, http.Header) {
+	b.t.Helper()
+	form := url.Values{"username": {user}, "password": {password}, "_xsrf": {tok}}
 	code, h, _ := b.do(http.MethodPost, "/login", strings.NewReader(form.Encode()),
 		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}})
+	return code, h
+}
+
+// login logs in through the form, as a browser would.
+func (b *browser) login(user string) {
+	b.t.Helper()
+	code, h := b.postLogin(user, "demo", b.loginToken())
 	if code != http.StatusSeeOther || h.Get("Location") != "/me" || b.cookie("__Host-session") == "" {
 		b.t.Fatalf("POST /login: %d Location=%q, session cookie %t", code, h.Get("Location"), b.cookie("__Host-session") != "")
 	}

@@ -50,9 +50,10 @@ func goodSecret() string {
 // run the binary with env, returning exit code and stderr.
 func runBinary(t *testing.T, args []string, env map[string]string) (int, string) {
 	t.Helper()
+	bin := binary(t) // built first: the build's time is not the run's
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

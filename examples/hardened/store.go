@@ -1,6 +1,7 @@
 package main
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -105,6 +106,8 @@ type Session struct {
 // Sessions stores sessions server-side, so that logout and expiry hold even
 // for a cookie that is still validly signed.
 type Sessions interface {
+	// Create starts a session for user. To stay within its bounds it may
+	// end other sessions (their users are logged out) rather than refuse.
 	Create(ctx context.Context, user string) (Session, error)
 	Get(ctx context.Context, id string) (Session, bool)
 	Delete(ctx context.Context, id string)
@@ -112,60 +115,127 @@ type Sessions interface {
 	Expire(ctx context.Context) int
 }
 
+// memSessions is the in-memory Sessions, bounded in memory: it holds at
+// most max sessions in all and perUser sessions for one user. It never
+// refuses a login for lack of room:
+//
+//   - a user's login beyond perUser ends that user's oldest session;
+//   - a login into a full store ends the least recently used session,
+//     whoever's it is.
+//
+// The user of an ended session is merely logged out: their next request
+// gets 401 and they log in again. So a client that logs in under many
+// names (any name in development; accounts it controls in production)
+// cannot lock anyone out of login; it can only push out the least
+// recently used sessions: those left unused while it made max logins.
+//
+// Get, the lookup of every request, is O(1): a map lookup, and a move to
+// the front of the recency list at most once a minute for each session
+// (so "least recently used" is exact to within a minute). Create and
+// Delete are O(1) too; only the background Expire scans. It is safe for
+// concurrent use.
 type memSessions struct {
-	ttl time.Duration
-	now func() time.Time
-	max int
+	ttl     time.Duration
+	now     func() time.Time
+	max     int
+	perUser int
 
-	mu   sync.Mutex
-	byID map[string]Session
+	mu     sync.Mutex
+	byID   map[string]*memSession
+	recent list.List             // of *memSession, most recently used first
+	byUser map[string]*list.List // of *memSession, oldest first; never empty
 }
 
-var errTooManySessions = errors.New("sessions: store full")
+// memSession is a session with its places in the two lists.
+type memSession struct {
+	Session
+	inRecent *list.Element // in memSessions.recent
+	inUser   *list.Element // in memSessions.byUser[User]
+	moved    time.Time     // when it last went to the front of recent
+}
 
-func newMemSessions(ttl time.Duration, now func() time.Time, max int) *memSessions {
-	return &memSessions{ttl: ttl, now: now, max: max, byID: make(map[string]Session)}
+// recencyGranularity is how stale the recency order may be: a session used
+// again within this time of its last move to the front stays where it is,
+// so most lookups only read.
+const recencyGranularity = time.Minute
+
+// newMemSessions returns a store of sessions lasting ttl, at most max of
+// them and perUser for one user; max and perUser must be positive.
+func newMemSessions(ttl time.Duration, now func() time.Time, max, perUser int) *memSessions {
+	if max < 1 || perUser < 1 {
+		panic("newMemSessions: max and perUser must be positive")
+	}
+	return &memSessions{ttl: ttl, now: now, max: max, perUser: perUser,
+		byID: make(map[string]*memSession), byUser: make(map[string]*list.List)}
 }
 
 func (s *memSessions) Create(_ context.Context, user string) (Session, error) {
-	sess := Session{ID: rand.Text(), User: user, Expires: s.now().Add(s.ttl)}
+	now := s.now()
+	ms := &memSession{Session: Session{ID: rand.Text(), User: user, Expires: now.Add(s.ttl)}, moved: now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.byID) >= s.max {
-		return Session{}, errTooManySessions
+	for mine := s.byUser[user]; mine != nil && mine.Len() >= s.perUser; mine = s.byUser[user] {
+		s.remove(mine.Front().Value.(*memSession)) // the user's oldest
 	}
-	s.byID[sess.ID] = sess
-	return sess, nil
+	for len(s.byID) >= s.max {
+		s.remove(s.recent.Back().Value.(*memSession)) // the least recently used
+	}
+	mine := s.byUser[user]
+	if mine == nil {
+		mine = list.New()
+		s.byUser[user] = mine
+	}
+	ms.inRecent = s.recent.PushFront(ms)
+	ms.inUser = mine.PushBack(ms)
+	s.byID[ms.ID] = ms
+	return ms.Session, nil
 }
 
 func (s *memSessions) Get(_ context.Context, id string) (Session, bool) {
+	now := s.now()
 	s.mu.Lock()
-	sess, ok := s.byID[id]
-	s.mu.Unlock()
-	if !ok || !s.now().Before(sess.Expires) {
-		return Session{}, false
+	defer s.mu.Unlock()
+	ms, ok := s.byID[id]
+	if !ok || !now.Before(ms.Expires) {
+		return Session{}, false // an expired one is removed by Expire
 	}
-	return sess, true
+	if now.Sub(ms.moved) >= recencyGranularity {
+		s.recent.MoveToFront(ms.inRecent)
+		ms.moved = now
+	}
+	return ms.Session, true
 }
 
 func (s *memSessions) Delete(_ context.Context, id string) {
 	s.mu.Lock()
-	delete(s.byID, id)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if ms, ok := s.byID[id]; ok {
+		s.remove(ms)
+	}
 }
 
+// Expire scans the whole store: it runs in the background, once a minute.
 func (s *memSessions) Expire(context.Context) int {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var gone []string
-	for id, sess := range s.byID {
-		if !now.Before(sess.Expires) {
-			gone = append(gone, id)
+	n := 0
+	for _, ms := range s.byID {
+		if !now.Before(ms.Expires) {
+			s.remove(ms)
+			n++
 		}
 	}
-	for _, id := range gone {
-		delete(s.byID, id)
+	return n
+}
+
+// remove drops ms from the map and both lists; s.mu is held.
+func (s *memSessions) remove(ms *memSession) {
+	delete(s.byID, ms.ID)
+	s.recent.Remove(ms.inRecent)
+	mine := s.byUser[ms.User]
+	mine.Remove(ms.inUser)
+	if mine.Len() == 0 {
+		delete(s.byUser, ms.User)
 	}
-	return len(gone)
 }
