@@ -225,7 +225,11 @@ func (rl *RateLimit) Handler(next http.Handler) http.Handler {
 // proceed, or an [*httperr.HTTPError] to pass to [httperr.Write]: a 429
 // wrapping [ErrRateLimited], or a 503 wrapping [ErrRateLimitStore]. Use it
 // inside a handler to limit something finer than a route, such as login
-// attempts per account name (with Key reading the account name).
+// attempts per account name and client (with Key reading both). Every
+// call counts, and nothing is given back: keyed on the account name
+// alone, it lets anyone lock the account's owner out by spending its
+// budget with wrong passwords (examples/hardened counts only failed
+// logins, per account and client, with a larger budget per account).
 func (rl *RateLimit) Check(r *http.Request) error {
 	d := rl.decide(r)
 	if d.allowed {
