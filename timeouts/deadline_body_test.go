@@ -83,16 +83,7 @@ func TestDeadlineCutsBodyReads(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		b.start = time.Now()
-		go drip(c, "/upload", 5000) // 5 KB/s, above the default 1 KiB/s
-		status, err := readStatus(c, 5*time.Second)
-		if !strings.HasPrefix(status, "HTTP/1.1 503") {
-			t.Fatalf("got %q (%v), want 503", status, err)
-		}
-		got := b.wait(t, 3*timeout)
-		if !errors.Is(got.err, timeouts.ErrTimeout) || errors.Is(got.err, timeouts.ErrBodyTooSlow) {
-			t.Errorf("the handler's read returned %v, want the route deadline's error", got.err)
-		}
+		got := dripUntil503(t, c, b, timeout) // 5 KB/s, above the default 1 KiB/s
 		if got.after < timeout {
 			t.Errorf("the read ended after %v, before the deadline", got.after)
 		}
@@ -136,17 +127,26 @@ func TestDeadlineCutsBodyReads(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		b.start = time.Now()
-		go drip(c, "/upload", 5000)
-		status, err := readStatus(c, 5*time.Second)
-		if !strings.HasPrefix(status, "HTTP/1.1 503") {
-			t.Fatalf("got %q (%v), want 503", status, err)
-		}
-		got := b.wait(t, 3*timeout)
-		if !errors.Is(got.err, timeouts.ErrTimeout) || errors.Is(got.err, timeouts.ErrBodyTooSlow) {
-			t.Errorf("the handler's read returned %v, want the route deadline's error", got.err)
-		}
+		dripUntil503(t, c, b, timeout) // 5 KB/s, above BodyRate's 1000 B/s
 	})
+}
+
+// dripUntil503 drips a body at 5 KB/s on c, checks that the client gets
+// its 503 and that b's read ended with the route deadline's error (not
+// the minimum rate's) within three timeouts, and returns that read.
+func dripUntil503(t *testing.T, c net.Conn, b *bodyReader, timeout time.Duration) bodyRead {
+	t.Helper()
+	b.start = time.Now()
+	go drip(c, "/upload", 5000)
+	status, err := readStatus(c, 5*time.Second)
+	if !strings.HasPrefix(status, "HTTP/1.1 503") {
+		t.Fatalf("got %q (%v), want 503", status, err)
+	}
+	got := b.wait(t, 3*timeout)
+	if !errors.Is(got.err, timeouts.ErrTimeout) || errors.Is(got.err, timeouts.ErrBodyTooSlow) {
+		t.Errorf("the handler's read returned %v, want the route deadline's error", got.err)
+	}
+	return got
 }
 
 // closedWithin reports whether the peer closes c (after whatever it had

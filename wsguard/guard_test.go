@@ -502,21 +502,7 @@ func TestRegisterOnShutdown(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	base := "http://" + ln.Addr().String()
-	var clients []*websocket.Conn
-	for range 3 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {base}}})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
-	}
-	codes := make(chan websocket.StatusCode, len(clients))
-	for _, c := range clients {
-		go func() { code, _, _ := readUntilClosed(c, 10*time.Second); codes <- code }()
-	}
+	clients, codes := dialAndWatch(t, ln.Addr().String(), 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -531,6 +517,26 @@ func TestRegisterOnShutdown(t *testing.T) {
 	if err := <-served; err != http.ErrServerClosed {
 		t.Fatal(err)
 	}
+}
+
+// dialAndWatch opens n WebSockets to addr (same origin) and reports, on
+// codes, the close status each one ends with.
+func dialAndWatch(t *testing.T, addr string, n int) (clients []*websocket.Conn, codes chan websocket.StatusCode) {
+	t.Helper()
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, _, err := websocket.Dial(ctx, "ws://"+addr, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://" + addr}}})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	codes = make(chan websocket.StatusCode, n)
+	for _, c := range clients {
+		go func() { code, _, _ := readUntilClosed(c, 10*time.Second); codes <- code }()
+	}
+	return clients, codes
 }
 
 // TestTrackShutdownerWithNewServer: on a timeouts.Server, whose shutdown
@@ -564,21 +570,7 @@ func TestTrackShutdownerWithNewServer(t *testing.T) {
 	serveCtx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx, ln) }()
-	base := "http://" + ln.Addr().String()
-	var clients []*websocket.Conn
-	for range 3 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {base}}})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
-	}
-	codes := make(chan websocket.StatusCode, len(clients))
-	for _, c := range clients {
-		go func() { code, _, _ := readUntilClosed(c, 10*time.Second); codes <- code }()
-	}
+	clients, codes := dialAndWatch(t, ln.Addr().String(), 3)
 	stop()
 	for range clients {
 		if code := <-codes; code != websocket.StatusGoingAway {
