@@ -3,6 +3,7 @@ package middleware
 import (
 	"bytes"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -223,6 +224,138 @@ func FuzzMultipartParts(f *testing.F) {
 		l.countParts(body[cut:])
 		if l.delims != want {
 			t.Errorf("delimiter %q in %q: counted %d, want %d", d, body, l.delims, want)
+		}
+	})
+}
+
+// FuzzMultipartContentType: MaxBytes takes a Content-Type for multipart
+// whenever net/http does. multipartType is exactly the media type
+// mime.ParseMediaType reads (lowercased and trimmed with Unicode rules)
+// starting with "multipart/"; it differs from ParseMediaType's answer only
+// where ParseMediaType refuses the value. Parts are counted exactly when
+// that parse gives a multipart type and a boundary of 1 to 70 bytes, with
+// that boundary; a longer one is refused.
+func FuzzMultipartContentType(f *testing.F) {
+	for _, s := range []string{
+		"multipart/form-data; boundary=b", "\u00a0multipart/form-data; boundary=b", "MULTİPART/form-data; boundary=b",
+		"\u0085\u3000Multipart/Mixed; boundary=b", " \t\v\f\r\nmultipart/x;boundary=b", "multipart/", "multipart", "multipart/;boundary=b",
+		"multipart/x; boundary=b; boundary=c", "multipart/x; boundary=", `multipart/x; boundary=""`, "multipart/x; =b",
+		"\xa0multipart/x; boundary=b", "\xc2multipart/x; boundary=b", "multipart\u2000/x", "\u200bmultipart/x; boundary=b",
+		"text/plain", "application/json", "", ";multipart/x", "multİpart/form-data; boundary*0=a; boundary*1=b",
+		"multipart/form-data; boundary=" + strings.Repeat("b", maxBoundary+1),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got := multipartType(v)
+		base, _, _ := strings.Cut(v, ";")
+		if want := strings.HasPrefix(strings.TrimSpace(strings.ToLower(base)), "multipart/"); got != want {
+			t.Fatalf("%q: multipartType %v, want %v", v, got, want)
+		}
+		mt, params, err := mime.ParseMediaType(v)
+		ref := strings.HasPrefix(mt, "multipart/")
+		if ref && !got {
+			t.Fatalf("%q: mime.ParseMediaType gives %q (%v), MaxBytes does not take it for multipart", v, mt, err)
+		}
+		if got && !ref && err == nil {
+			t.Fatalf("%q: multipart for MaxBytes, %q for mime.ParseMediaType without error", v, mt)
+		}
+		h := http.Header{"Content-Type": {v}}
+		req := &http.Request{Header: h, Body: io.NopCloser(strings.NewReader("")), ContentLength: 1}
+		if _, err := req.MultipartReader(); err == nil && !got {
+			t.Fatalf("%q: net/http's MultipartReader accepts it, MaxBytes does not take it for multipart", v)
+		}
+		if (bodyConfig{limit: 10}).needsLimiter(req) != got {
+			t.Fatalf("%q: MaxBytes watches the body: %v, want %v", v, !got, got)
+		}
+		l := &bodyLimiter{maxParts: 1}
+		l.setBoundary(req)
+		b, counted := params["boundary"], ref && err == nil && params["boundary"] != ""
+		if wantDelim := counted && len(b) <= maxBoundary; (l.delim != nil) != wantDelim || wantDelim && string(l.delim) != "--"+b {
+			t.Fatalf("%q: delimiter %q, want counting %v with boundary %q", v, l.delim, wantDelim, b)
+		}
+		if wantErr := counted && len(b) > maxBoundary; (l.preErr != nil) != wantErr {
+			t.Fatalf("%q: refusal %v, want one: %v", v, l.preErr, wantErr)
+		}
+	})
+}
+
+// FuzzMultipartPartLimit: the part limit refuses a body exactly where a
+// plain reading of the rule says (delimiter maxParts+1 not followed by
+// "--", or any later delimiter; the body ending before those two bytes),
+// passes on exactly the bytes before that point, and decides the same
+// whether the body comes whole, in two reads or one byte at a time.
+func FuzzMultipartPartLimit(f *testing.F) {
+	f.Add(partsBody(2, "b", true), "b", uint8(1), uint16(40))
+	f.Add(partsBody(3, "b", false), "b", uint8(1), uint16(7))
+	f.Add(partsBody(2, "xyzzy", false), "xyzzy", uint8(1), uint16(0))
+	f.Add(append(partsBody(2, "b", false), "--b-"...), "b", uint8(1), uint16(60))
+	f.Add([]byte("-----"), "-", uint8(0), uint16(2))
+	f.Add([]byte("--a--a--a--"), "a", uint8(1), uint16(5))
+	f.Fuzz(func(t *testing.T, body []byte, boundary string, maxParts uint8, split uint16) {
+		if boundary == "" || len(boundary) > maxBoundary {
+			return
+		}
+		mp := int(maxParts%8) + 1
+		newLimiter := func() *bodyLimiter {
+			l := &bodyLimiter{maxParts: mp}
+			r := httptest.NewRequest(http.MethodPost, "/", nil)
+			r.Header.Set("Content-Type", `multipart/form-data; boundary="`+strings.ReplaceAll(boundary, `"`, ``)+`"`)
+			l.setBoundary(r)
+			return l
+		}
+		l := newLimiter()
+		if l.delim == nil {
+			return // not a boundary the MIME parser accepts
+		}
+		d := string(l.delim)
+
+		// The rule, read plainly off the whole body.
+		var ends []int // index after each delimiter, overlapping ones included
+		for i := range body {
+			if strings.HasPrefix(string(body[i:]), d) {
+				ends = append(ends, i+len(d))
+			}
+		}
+		wantN, wantRefused := len(body), false
+		if len(ends) > mp {
+			e := ends[mp]
+			switch {
+			case len(body) >= e+2 && string(body[e:e+2]) == "--":
+			case len(body) > e && body[e] != '-':
+				wantN, wantRefused = e, true
+			case len(body) > e+1:
+				wantN, wantRefused = e+1, true
+			default: // the body ends before the two bytes
+				wantRefused = true
+			}
+		}
+		if len(ends) > mp+1 && ends[mp+1]-1 < wantN {
+			wantN, wantRefused = ends[mp+1]-1, true // the byte that completes it
+		}
+
+		run := func(reads [][]byte) (int, bool) {
+			l := newLimiter()
+			n := 0
+			for _, p := range reads {
+				k, over := l.countParts(p)
+				n += k
+				if over {
+					return n, true
+				}
+			}
+			return n, l.partsEnded()
+		}
+		cut := int(split) % (len(body) + 1)
+		var bytewise [][]byte
+		for i := range body {
+			bytewise = append(bytewise, body[i:i+1])
+		}
+		for name, reads := range map[string][][]byte{"whole": {body}, "split": {body[:cut], body[cut:]}, "bytewise": bytewise} {
+			if n, refused := run(reads); n != wantN || refused != wantRefused {
+				t.Fatalf("%s, delimiter %q, MaxParts %d, body %q: passed %d, refused %v; want %d, %v",
+					name, d, mp, body, n, refused, wantN, wantRefused)
+			}
 		}
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stormcellar/stormcellar/httperr"
 	"github.com/stormcellar/stormcellar/internal/reqstate"
@@ -53,8 +55,9 @@ type MaxBytesOptions struct {
 	Limit int64
 	// MaxParts is the most parts a multipart body may have, counted as the
 	// body is read, whoever parses it (ParseMultipartForm, FormValue or a
-	// streaming MultipartReader). Zero or negative means
-	// [DefaultMaxParts] (100).
+	// streaming MultipartReader): the read that would pass on the
+	// delimiter line opening part MaxParts+1 fails, so no parser gets that
+	// part. Zero or negative means [DefaultMaxParts] (100).
 	MaxParts int
 	// Decompress makes a body sent with Content-Encoding gzip (or x-gzip)
 	// or deflate reach the handler decompressed, with Content-Encoding and
@@ -90,12 +93,35 @@ type bodyConfig struct {
 //     client does not take a response computed from a cut body for a
 //     complete one.
 //   - A multipart body with more parts than MaxParts fails the same way
-//     (413, cause [ErrTooManyParts]); a boundary over 70 bytes is a 400.
-//   - Temporary files of a multipart form parsed into the request
-//     MaxBytes passed on are removed when the handler returns. net/http
-//     removes only those of its own request value, which never sees a form
-//     parsed into a copy made by WithContext, as every router and most
-//     middleware make (golang/go#74455).
+//     (413, cause [ErrTooManyParts]); a boundary over 70 bytes is a 400
+//     (cause [ErrBoundary]) before any of the body is read.
+//   - A body is multipart when the first Content-Type value, lowercased
+//     and trimmed with Unicode rules as [mime.ParseMediaType] does, starts
+//     with "multipart/": "\u00a0multipart/…" and "MULTİPART/…" are, as
+//     they are for net/http's ParseMultipartForm and MultipartReader. That
+//     covers every value net/http takes for multipart; the only others are
+//     values mime.ParseMediaType refuses, which are watched but have no
+//     part count. The parts are counted with the boundary of
+//     mime.ParseMediaType's parse of that value, the one net/http uses.
+//   - Every occurrence of "--" and the boundary in the body counts as a
+//     delimiter, wherever it is (RFC 2046 keeps the boundary out of the
+//     parts). Delimiter MaxParts+1 passes only as the closing delimiter:
+//     if the two bytes after it are not "--", or the body ends before
+//     them, the read fails at the first byte that shows it, and nothing
+//     from that byte on reaches the handler. Any later delimiter fails
+//     the read at its last byte. The decision is the same however the
+//     body is split into reads.
+//   - MaxBytes removes, when the handler returns, the temporary files of a
+//     multipart form parsed into the request it passed to the next
+//     handler, or copied back into that request by an inner layer.
+//     stormcellar's own layers that copy a request (timeouts.Deadline,
+//     timeouts.BodyRate, the per-request state) copy a parsed form back.
+//     A router or other middleware that copies the request between
+//     MaxBytes and the handler (chi's Mux, otelhttp…) hides the form from
+//     MaxBytes, and from net/http, which removes only the files of its
+//     own request value (golang/go#74455): for routes that take uploads,
+//     put a MaxBytes at route level inside the router (chi's r.Use or
+//     r.With).
 //
 // Every refusal goes through [httperr.Write] (one log record, the error
 // page of [httperr.Install]).
@@ -170,9 +196,78 @@ func (c bodyConfig) needsLimiter(r *http.Request) bool {
 	return isMultipart(r.Header)
 }
 
+// isMultipart reports whether the first Content-Type value names a
+// multipart media type as [mime.ParseMediaType] reads it, the parse behind
+// net/http's ParseMultipartForm and MultipartReader (see multipartType).
 func isMultipart(h http.Header) bool {
 	v := h["Content-Type"]
-	return len(v) > 0 && len(v[0]) >= len("multipart/") && strings.EqualFold(v[0][:len("multipart/")], "multipart/")
+	if len(v) == 0 || v[0] == "" {
+		return false
+	}
+	// The common case: an ASCII first byte that is neither white space
+	// nor 'm' or 'M' decides.
+	if c := v[0][0]; c < utf8.RuneSelf && c|0x20 != 'm' && c != ' ' && (c < '\t' || c > '\r') {
+		return false
+	}
+	return multipartType(v[0])
+}
+
+// multipartType reports whether strings.TrimSpace(strings.ToLower(base)),
+// where base is v up to its first ';', starts with "multipart/". That is
+// the media type [mime.ParseMediaType] returns for v, with or without an
+// error, unless it returns "" because the value is malformed; so every
+// value that it, and net/http after it, takes for multipart is one, and
+// the only others are values it refuses. Unicode rules apply as they do
+// there: U+00A0, U+0085 and the other Unicode spaces are trimmed, and
+// U+0130 ('İ') lowercases to 'i'. It allocates nothing; a value of ASCII
+// bytes takes only the byte comparisons.
+func multipartType(v string) bool {
+	const prefix = "multipart/"
+	i := 0
+	for i < len(v) {
+		if c := v[i]; c < utf8.RuneSelf {
+			if c != ' ' && (c < '\t' || c > '\r') { // ASCII white space as strings.TrimSpace has it
+				break
+			}
+			i++
+			continue
+		}
+		// strings.ToLower turns an invalid byte into U+FFFD, which is
+		// neither white space nor part of the prefix, as RuneError is.
+		r, n := utf8.DecodeRuneInString(v[i:])
+		if !unicode.IsSpace(unicode.ToLower(r)) {
+			break
+		}
+		i += n
+	}
+	// The usual spelling. EqualFold also folds non-ASCII runes, but only
+	// U+212A (K) and U+017F (ſ) fold to ASCII, and the prefix has neither
+	// 'k' nor 's': a match is 10 ASCII bytes.
+	if len(v)-i >= len(prefix) && strings.EqualFold(v[i:i+len(prefix)], prefix) {
+		return true
+	}
+	for j := 0; j < len(prefix); j++ {
+		if i >= len(v) {
+			return false
+		}
+		c := v[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != prefix[j] {
+				return false
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(v[i:])
+		if unicode.ToLower(r) != rune(prefix[j]) {
+			return false
+		}
+		i += n
+	}
+	return true
 }
 
 func removeMultipart(r *http.Request) {
@@ -225,11 +320,14 @@ type bodyLimiter struct {
 	gated, replaced bool
 	gateStatus      int
 
-	// Multipart delimiter ("--" + boundary) and its KMP failure table.
-	delim    []byte
-	matched  int
-	delimBuf [maxBoundary + 2]byte
-	fail     [maxBoundary + 2]uint8
+	// Multipart delimiter ("--" + boundary) and its KMP failure table;
+	// closeDashes counts the dashes still expected after delimiter
+	// maxParts+1 for it to be the closing one.
+	delim       []byte
+	matched     int
+	closeDashes int
+	delimBuf    [maxBoundary + 2]byte
+	fail        [maxBoundary + 2]uint8
 }
 
 // configure applies the config of one MaxBytes. Before the body is read it
@@ -312,14 +410,18 @@ func (l *bodyLimiter) setEncoding(r *http.Request) {
 	r.ContentLength = -1
 }
 
-// setBoundary prepares part counting for a multipart body.
+// setBoundary prepares part counting for a multipart body, with the
+// boundary of the parse net/http makes of the same value (Header.Get,
+// then [mime.ParseMediaType]).
 func (l *bodyLimiter) setBoundary(r *http.Request) {
 	if !isMultipart(r.Header) {
 		return
 	}
-	_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || params["boundary"] == "" {
-		return // not parseable as multipart; the handler's parser will say so
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if !strings.HasPrefix(mt, "multipart/") || err != nil || params["boundary"] == "" {
+		// Malformed, or without a boundary: net/http's parser refuses it
+		// (and multipart.NewReader refuses an empty boundary).
+		return
 	}
 	b := params["boundary"]
 	if len(b) > maxBoundary {
@@ -339,20 +441,39 @@ func (l *bodyLimiter) setBoundary(r *http.Request) {
 	}
 }
 
-// countParts scans body bytes for delimiters and reports whether the part
-// count went over the limit. A body with p parts has p+1 delimiters (the
-// last one closes it).
-func (l *bodyLimiter) countParts(p []byte) bool {
+// countParts scans body bytes for delimiters ("--" + boundary, every
+// occurrence, overlapping ones included) and decides whether the body has
+// more than maxParts parts. A body with p parts has p+1 delimiters, the
+// last one closing it ("--" + boundary + "--"). So delimiter maxParts+1 is
+// refused unless the two bytes after it are "--": any other byte there
+// (or the end of the body, see partsEnded) would make it open part
+// maxParts+1. Any later delimiter is refused. It returns how many bytes of
+// p come before the byte that decided a refusal (all of p when there is
+// none) and whether there is one. The state it keeps between calls (the
+// matched length, the dashes still expected) makes the decision and the
+// count the same however the body is split into reads.
+func (l *bodyLimiter) countParts(p []byte) (int, bool) {
 	d, m := l.delim, l.matched
 	for i := 0; i < len(p); i++ {
-		if m == 0 {
+		c := p[i]
+		switch {
+		case l.closeDashes > 0:
+			// A byte after delimiter maxParts+1: the matcher still sees
+			// it below, since a dash can begin the next delimiter.
+			if c != '-' {
+				l.matched = m
+				return i, true
+			}
+			l.closeDashes--
+		case m == 0:
 			j := bytes.IndexByte(p[i:], d[0])
 			if j < 0 {
-				break
+				l.matched = 0
+				return len(p), false
 			}
 			i += j
+			c = p[i]
 		}
-		c := p[i]
 		for m > 0 && c != d[m] {
 			m = int(l.fail[m-1])
 		}
@@ -361,16 +482,24 @@ func (l *bodyLimiter) countParts(p []byte) bool {
 			if m == len(d) {
 				l.delims++
 				m = int(l.fail[m-1])
-				if l.delims-1 > l.maxParts {
+				switch {
+				case l.delims > l.maxParts+1:
 					l.matched = m
-					return true
+					return i, true
+				case l.delims == l.maxParts+1:
+					l.closeDashes = 2
 				}
 			}
 		}
 	}
 	l.matched = m
-	return false
+	return len(p), false
 }
+
+// partsEnded reports whether the part count refuses a body that ends
+// here: it does when the body ends within the two bytes that say whether
+// delimiter maxParts+1 closes it.
+func (l *bodyLimiter) partsEnded() bool { return l.closeDashes > 0 }
 
 // open sets up the source on the first read.
 func (l *bodyLimiter) open() error {
@@ -457,14 +586,18 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	} else {
 		l.n += int64(n)
 	}
-	if l.delim != nil && n > 0 && l.countParts(p[:n]) {
-		l.reject(&httperr.HTTPError{
-			Status:  http.StatusRequestEntityTooLarge,
-			Kind:    httperr.KindBodyTooLarge,
-			Message: "Too many parts in the multipart body",
-			Header:  http.Header{"Connection": {"close"}},
-			Err:     ErrTooManyParts,
-		})
+	if l.delim != nil && !l.rejected.Load() {
+		k, over := l.countParts(p[:n])
+		if over || (err == io.EOF && l.partsEnded()) {
+			n = k // nothing from the deciding byte on reaches the handler
+			l.reject(&httperr.HTTPError{
+				Status:  http.StatusRequestEntityTooLarge,
+				Kind:    httperr.KindBodyTooLarge,
+				Message: "Too many parts in the multipart body",
+				Header:  http.Header{"Connection": {"close"}},
+				Err:     ErrTooManyParts,
+			})
+		}
 	}
 	if l.rejected.Load() {
 		return n, l.cause

@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -479,5 +482,318 @@ func TestMaxBytesLowerLimitAfterCompressedRead(t *testing.T) {
 	var mbe *http.MaxBytesError
 	if rec.Code != http.StatusRequestEntityTooLarge || !errors.As(res.err, &mbe) {
 		t.Fatalf("got %d, read error %v; want 413 and a MaxBytesError", rec.Code, res.err)
+	}
+}
+
+// BenchmarkMaxBytesContentType: requests whose Content-Type MaxBytes must
+// look at. A declared length within the limit that is not multipart is
+// passed on untouched whatever its type; a multipart body is watched.
+func BenchmarkMaxBytesContentType(b *testing.B) {
+	body := bytes.Repeat([]byte("x"), 512)
+	readAll := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var buf [1024]byte
+		for {
+			if _, err := r.Body.Read(buf[:]); err != nil {
+				break
+			}
+		}
+		bare(w, r)
+	})
+	for _, c := range []struct{ name, ct string }{
+		{"json", "application/json"},
+		{"form_urlencoded", "application/x-www-form-urlencoded"},
+		{"text_charset", "text/plain; charset=utf-8"},
+		{"multipart", "multipart/form-data; boundary=0123456789abcdef"},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		req.Header.Set("Content-Type", c.ct)
+		b.Run(c.name, func(b *testing.B) {
+			runBench(b, req, body, []benchCase{
+				{"MaxBytes_standalone", MaxBytes(MaxBytesOptions{})(readAll)},
+				{"state+MaxBytes", withState(MaxBytes(MaxBytesOptions{})(readAll))},
+			})
+		})
+	}
+}
+
+// partsBody returns a multipart body of n fields f0…, with values v0…,
+// delimited by boundary, closed by the closing delimiter if closed.
+func partsBody(n int, boundary string, closed bool) []byte {
+	var b bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&b, "--%s\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nv%d\r\n", boundary, i, i)
+	}
+	if closed {
+		fmt.Fprintf(&b, "--%s--\r\n", boundary)
+	}
+	return b.Bytes()
+}
+
+// partsSeen is what a multipart handler got.
+type partsSeen struct {
+	fields []string // name=value, in order
+	err    error    // the error that ended the handler's parse, if any
+}
+
+// multipartHandler parses the body as mode says and sends what it got to
+// seen. "stream" reads the parts with r.MultipartReader, then the rest of
+// the body, and answers 200 whatever error ends it (a careless handler);
+// "form" calls ParseMultipartForm and passes its error to httperr.
+func multipartHandler(mode string, seen chan<- partsSeen) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var got partsSeen
+		defer func() { seen <- got }()
+		if mode == "form" {
+			if got.err = r.ParseMultipartForm(1 << 20); got.err != nil {
+				httperr.Write(w, r, got.err)
+				return
+			}
+			for i := range len(r.MultipartForm.Value) {
+				name := fmt.Sprintf("f%d", i)
+				got.fields = append(got.fields, name+"="+r.FormValue(name))
+			}
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		mr, err := r.MultipartReader()
+		if err != nil {
+			got.err = err
+			httperr.Write(w, r, err)
+			return
+		}
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				if err != io.EOF {
+					got.err = err
+				}
+				break
+			}
+			v, err := io.ReadAll(p)
+			got.fields = append(got.fields, p.FormName()+"="+string(v))
+			if err != nil {
+				got.err = err
+				break
+			}
+		}
+		if _, err := io.Copy(io.Discard, r.Body); got.err == nil {
+			got.err = err
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+}
+
+// partNames returns the field names of name=value pairs.
+func partNames(fields []string) []string {
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i], _, _ = strings.Cut(f, "=")
+	}
+	return out
+}
+
+// TestMaxBytesMultipartContentTypeForms: net/http reads Content-Type with
+// mime.ParseMediaType, which lowercases and trims with Unicode rules, so a
+// value led by a non-breaking space or spelled with a dotted capital I is
+// multipart to the handler. MaxBytes must count its parts and check its
+// boundary as it does for the plain spelling, on a real server, with a
+// declared length and chunked: the attacker gets a 413 and the handler
+// never more than MaxParts parts; a legitimate upload gets a 200 with all
+// its parts.
+func TestMaxBytesMultipartContentTypeForms(t *testing.T) {
+	t.Parallel()
+	const boundary = "Bnd0123456789"
+	seen := make(chan partsSeen, 1)
+	mux := http.NewServeMux()
+	mux.Handle("/stream", multipartHandler("stream", seen))
+	mux.Handle("/form", multipartHandler("form", seen))
+	ts := startServer(t, MaxBytes(MaxBytesOptions{})(mux))
+	c := client(t)
+
+	forms := []struct{ name, ct string }{
+		{"plain", "multipart/form-data; boundary=%s"},
+		{"NBSP", "\u00a0multipart/form-data; boundary=%s"},
+		{"dotted capital I", "MULTİPART/form-data; boundary=%s"},
+		{"NEL and ideographic space", "\u0085\u3000Multipart/Form-Data; boundary=%s"},
+	}
+	legit := partsBody(3, boundary, true)
+	attack := partsBody(3*DefaultMaxParts, boundary, true)
+	longB := strings.Repeat("b", maxBoundary+1)
+	for _, form := range forms {
+		ct := fmt.Sprintf(form.ct, boundary)
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "multipart/form-data" {
+			t.Fatalf("%q: mime.ParseMediaType gives %q, %v; the case tests nothing", ct, mt, err)
+		}
+		for _, chunked := range []bool{false, true} {
+			for _, mode := range []string{"stream", "form"} {
+				send := func(body []byte, ct string) (int, partsSeen) {
+					t.Helper()
+					var rd io.Reader = bytes.NewReader(body)
+					if chunked {
+						rd = hideLength{rd}
+					}
+					req, _ := http.NewRequest(http.MethodPost, ts.URL+"/"+mode, rd)
+					req.Header.Set("Content-Type", ct)
+					resp, err := c.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					return resp.StatusCode, <-seen
+				}
+				name := fmt.Sprintf("%s/chunked=%v/%s", form.name, chunked, mode)
+				t.Run(name+"/too many parts", func(t *testing.T) {
+					status, got := send(attack, ct)
+					if status != http.StatusRequestEntityTooLarge {
+						t.Errorf("status %d, want 413", status)
+					}
+					if len(got.fields) > DefaultMaxParts {
+						t.Errorf("handler got %d parts, more than MaxParts %d", len(got.fields), DefaultMaxParts)
+					}
+					if !errors.Is(got.err, ErrTooManyParts) {
+						t.Errorf("handler's parse ended with %v, want ErrTooManyParts", got.err)
+					}
+				})
+				t.Run(name+"/boundary over 70 bytes", func(t *testing.T) {
+					status, got := send(partsBody(3, longB, true), fmt.Sprintf(form.ct, longB))
+					if status != http.StatusBadRequest || len(got.fields) != 0 || !errors.Is(got.err, ErrBoundary) {
+						t.Errorf("status %d, handler got %q, %v; want 400, no part, ErrBoundary", status, got.fields, got.err)
+					}
+				})
+				t.Run(name+"/legitimate", func(t *testing.T) {
+					status, got := send(legit, ct)
+					want := []string{"f0=v0", "f1=v1", "f2=v2"}
+					if status != http.StatusOK || got.err != nil || !slices.Equal(got.fields, want) {
+						t.Errorf("status %d, handler got %q, %v; want 200 and %q", status, got.fields, got.err, want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestMaxBytesMaxPartsExact: MaxParts is the most parts a streaming reader
+// can get. With MaxParts 2, a body of 2 parts and its closing delimiter
+// passes; the delimiter that would open a third part is refused before the
+// reader sees that part, and so is any delimiter after the closing one,
+// with the body read whole or one byte at a time, with a declared length
+// or without.
+func TestMaxBytesMaxPartsExact(t *testing.T) {
+	t.Parallel()
+	const b = "xyzzy"
+	two := []string{"f0=v0", "f1=v1"}
+	tests := []struct {
+		name   string
+		body   []byte
+		status int
+		fields []string
+	}{
+		{"2 parts, closed", partsBody(2, b, true), 200, two},
+		{"2 parts, closed without CRLF", bytes.TrimSuffix(partsBody(2, b, true), []byte("\r\n")), 200, two},
+		{"2 parts, closed, with an epilogue", append(partsBody(2, b, true), "epilogue\r\n"...), 200, two},
+		{"1 part, closed", partsBody(1, b, true), 200, two[:1]},
+		{"3 parts, not closed", partsBody(3, b, false), 413, two},
+		{"3 parts, closed", partsBody(3, b, true), 413, two},
+		{"30 parts, closed", partsBody(30, b, true), 413, two},
+		{"delimiter 3 then the end", append(partsBody(2, b, false), "--"+b...), 413, two},
+		{"delimiter 3, one dash, then the end", append(partsBody(2, b, false), "--"+b+"-"...), 413, two},
+		{"delimiter 3, one dash, then a line", append(partsBody(2, b, false), "--"+b+"-\r\n\r\nv2\r\n--"+b+"--\r\n"...), 413, two},
+		{"closing delimiter, then another delimiter", append(partsBody(2, b, true), "--"+b+"\r\nContent-Disposition: form-data; name=\"f2\"\r\n\r\nv2\r\n"...), 413, two},
+	}
+	for _, tc := range tests {
+		for _, oneByte := range []bool{false, true} {
+			for _, declared := range []bool{true, false} {
+				t.Run(fmt.Sprintf("%s/oneByteReads=%v/declared=%v", tc.name, oneByte, declared), func(t *testing.T) {
+					t.Parallel()
+					var rd io.Reader = bytes.NewReader(tc.body)
+					if oneByte {
+						rd = iotest.OneByteReader(rd)
+					}
+					req := httptest.NewRequest(http.MethodPost, "/", rd)
+					req.ContentLength = -1
+					if declared {
+						req.ContentLength = int64(len(tc.body))
+					}
+					req.Header.Set("Content-Type", "multipart/form-data; boundary="+b)
+					seen := make(chan partsSeen, 1)
+					h := httperr.Install(httperr.Options{Logger: discardLogger()})(MaxBytes(MaxBytesOptions{MaxParts: 2})(multipartHandler("stream", seen)))
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					got := <-seen
+					if rec.Code != tc.status {
+						t.Errorf("status %d, want %d", rec.Code, tc.status)
+					}
+					// A refused body can leave the last part's value with
+					// the bytes the parser took for data ("--xyzzy-…"):
+					// only its name is compared.
+					if tc.status == 200 && !slices.Equal(got.fields, tc.fields) ||
+						!slices.Equal(partNames(got.fields), partNames(tc.fields)) {
+						t.Errorf("handler got parts %q, want %q", got.fields, tc.fields)
+					}
+					if tc.status == 413 && !errors.Is(got.err, ErrTooManyParts) {
+						t.Errorf("handler's parse ended with %v, want ErrTooManyParts", got.err)
+					}
+					if tc.status == 200 && got.err != nil {
+						t.Errorf("handler's parse failed: %v", got.err)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestMaxBytesMultipartHTTP2LeadingSpace: HTTP/2 passes a header value on
+// as sent, leading spaces and tabs included (HTTP/1's reader trims them),
+// and mime.ParseMediaType trims them, so " multipart/form-data" is
+// multipart to the handler. MaxBytes counts its parts too: too many is a
+// 413, a legitimate upload a 200 with its parts.
+func TestMaxBytesMultipartHTTP2LeadingSpace(t *testing.T) {
+	t.Parallel()
+	const boundary = "Bnd0123456789"
+	seen := make(chan partsSeen, 1)
+	protos := make(chan string, 1)
+	h := MaxBytes(MaxBytesOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos <- r.Proto
+		multipartHandler("stream", seen).ServeHTTP(w, r)
+	}))
+	srv := httptest.NewUnstartedServer(httperr.Install(httperr.Options{Logger: discardLogger()})(h))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	for _, ct := range []string{" multipart/form-data; boundary=" + boundary, "\tMultipart/Form-Data; boundary=" + boundary} {
+		for _, tc := range []struct {
+			name   string
+			body   []byte
+			status int
+		}{
+			{"too many parts", partsBody(3*DefaultMaxParts, boundary, true), http.StatusRequestEntityTooLarge},
+			{"legitimate", partsBody(3, boundary, true), http.StatusOK},
+		} {
+			t.Run(fmt.Sprintf("%q/%s", ct, tc.name), func(t *testing.T) {
+				req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(tc.body))
+				req.Header.Set("Content-Type", ct)
+				resp, err := srv.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				proto, got := <-protos, <-seen
+				if proto != "HTTP/2.0" {
+					t.Fatalf("request went over %s, want HTTP/2.0", proto)
+				}
+				if resp.StatusCode != tc.status {
+					t.Errorf("status %d, want %d", resp.StatusCode, tc.status)
+				}
+				if tc.status == http.StatusOK {
+					if want := []string{"f0=v0", "f1=v1", "f2=v2"}; got.err != nil || !slices.Equal(got.fields, want) {
+						t.Errorf("handler got %q, %v; want %q", got.fields, got.err, want)
+					}
+				} else if len(got.fields) > DefaultMaxParts || !errors.Is(got.err, ErrTooManyParts) {
+					t.Errorf("handler got %d parts, %v; want at most %d and ErrTooManyParts", len(got.fields), got.err, DefaultMaxParts)
+				}
+			})
+		}
 	}
 }

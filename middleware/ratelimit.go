@@ -97,8 +97,9 @@ type RateLimitOptions struct {
 	// shard, with the same Limit, until the window turns (they are
 	// limited together rather than not at all). Each tracked client costs
 	// about 38 bytes of heap (measured: 36 MiB for a million clients), so
-	// the store never holds more than 48 bytes times MaxKeys; the memory
-	// is given back as windows turn over. If zero, 1<<20 (at most 48 MiB).
+	// the store never holds more than 48 bytes times MaxKeys, plus about
+	// 24 KiB for its shards whatever MaxKeys; the memory is given back as
+	// windows turn over. If zero, 1<<20 (at most 48 MiB).
 	// Negative is an error; ignored when Store is set.
 	MaxKeys int
 

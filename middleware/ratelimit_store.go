@@ -16,15 +16,19 @@ const (
 )
 
 // rlMemStore is the default, in-memory counter store of [RateLimit]. It
-// tracks at most a fixed number of clients; memory is released as windows
-// turn over.
+// tracks at most maxKeys clients, exactly: maxKeys is split over the
+// shards, the first maxKeys%rlShards of them holding one client more than
+// the others (so with maxKeys below rlShards some shards hold none, and
+// every client that falls in one shares its overflow count). Memory is
+// released as windows turn over.
 //
 // Keys are 64-bit hashes of the identity, keyed with a per-process random
 // seed: clients cannot choose identities that collide with someone else's
 // counter, and the store holds no address or API key.
 type rlMemStore struct {
 	seed     maphash.Seed
-	perShard int
+	perShard int // clients every shard may hold
+	extra    int // shards, from the first, that may hold one more
 	shards   [rlShards]rlShard
 }
 
@@ -40,19 +44,27 @@ type rlShard struct {
 }
 
 func newRLMemStore(maxKeys int) *rlMemStore {
-	per := (maxKeys + rlShards - 1) / rlShards
-	return &rlMemStore{seed: maphash.MakeSeed(), perShard: max(per, 1)}
+	return &rlMemStore{seed: maphash.MakeSeed(), perShard: maxKeys / rlShards, extra: maxKeys % rlShards}
+}
+
+// capacity returns how many clients shard i may hold.
+func (s *rlMemStore) capacity(i int) int {
+	if i < s.extra {
+		return s.perShard + 1
+	}
+	return s.perShard
 }
 
 // add counts one request for key h in window win and returns the counts of
 // the current and previous windows, this request included. It is the
 // atomic increment-then-check: both happen under the shard's lock.
 func (s *rlMemStore) add(h uint64, win int64) (curr, prev uint32) {
-	sh := &s.shards[h>>(64-rlShardBits)]
+	i := int(h >> (64 - rlShardBits))
+	sh := &s.shards[i]
 	sh.mu.Lock()
 	sh.roll(win)
 	v, ok := sh.m[h]
-	if !ok && len(sh.m) >= s.perShard && !sh.evict() {
+	if !ok && len(sh.m) >= s.capacity(i) && !sh.evict() {
 		sh.overflow = rlBump(sh.overflow)
 		v = sh.overflow
 		sh.mu.Unlock()
