@@ -211,6 +211,7 @@ func TestRemoteAddrRewriterCannotForgeTrust(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
+	//lint:ignore SA1019 RealIP's spoofable rewrite is the attack this test runs
 	h := Chain(chimw.RealIP, seen, ids.Handler, headers.Handler, limit.Handler, toHTTPS.Handler)(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "served") }))
 	ts := startServer(t, h)

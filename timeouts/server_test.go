@@ -237,6 +237,7 @@ func TestConnPeerBeatsRewrittenRemoteAddr(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen atomic.Value
+	//lint:ignore SA1019 RealIP's spoofable rewrite is the attack this test runs
 	h := chimw.RealIP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.Store(r.RemoteAddr)
 		httperr.Install(httperr.Options{Logger: quietLogger})(limit.Handler(http.HandlerFunc(
