@@ -127,6 +127,10 @@ func FullLayers(opts FullOptions) ([]Layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	shed, err := middleware.NewLoadShed(middleware.LoadShedOptions{Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
 	return []Layer{
 		{"Install", httperr.Install(httperr.Options{Logger: opts.Logger})},
 		{"ClientIPFromXFF", chimw.ClientIPFromXFF(prefixStrings(Loopback)...)},
@@ -136,6 +140,7 @@ func FullLayers(opts FullOptions) ([]Layer, error) {
 		{"HTTPSRedirect", toHTTPS.Handler},
 		{"MaxURLLength", middleware.MaxURLLength(middleware.MaxURLLengthOptions{})},
 		{"RateLimit", limit.Handler},
+		{"LoadShed", shed.Handler},
 		{"ConcurrencyLimit", conc.Handler},
 		{"MaxBytes", middleware.MaxBytes(middleware.MaxBytesOptions{})},
 		{"Deadline", timeouts.Deadline(timeouts.DeadlineOptions{})},
