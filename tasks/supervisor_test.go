@@ -388,31 +388,7 @@ func TestMaxTasksBoundsAFlood(t *testing.T) {
 	defer func() { finish(); _ = s.Shutdown(context.Background()) }()
 	client := srv.Client()
 
-	codes := make(chan int, flood)
-	var wg sync.WaitGroup
-	for range flood {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := client.Post(srv.URL+"/export", "text/plain", nil)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer resp.Body.Close()
-			_, _ = io.Copy(io.Discard, resp.Body)
-			if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
-				t.Error("503 without Retry-After")
-			}
-			codes <- resp.StatusCode
-		}()
-	}
-	wg.Wait()
-	close(codes)
-	count := map[int]int{}
-	for c := range codes {
-		count[c]++
-	}
+	count := postFlood(t, client, srv.URL+"/export", flood)
 	if count[http.StatusAccepted] != maxTasks || count[http.StatusServiceUnavailable] != flood-maxTasks {
 		t.Fatalf("answers %v, want %d accepted and %d shed", count, maxTasks, flood-maxTasks)
 	}
@@ -498,31 +474,7 @@ func TestTryDetachRefusesAFlood(t *testing.T) {
 			defer func() { finish(); _ = s.Shutdown(context.Background()) }()
 			client := srv.Client()
 
-			codes := make(chan int, flood)
-			var wg sync.WaitGroup
-			for range flood {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					resp, err := client.Post(srv.URL+"/export", "text/plain", nil)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					defer resp.Body.Close()
-					_, _ = io.Copy(io.Discard, resp.Body)
-					if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
-						t.Error("503 without Retry-After")
-					}
-					codes <- resp.StatusCode
-				}()
-			}
-			wg.Wait()
-			close(codes)
-			count := map[int]int{}
-			for c := range codes {
-				count[c]++
-			}
+			count := postFlood(t, client, srv.URL+"/export", flood)
 			if count[http.StatusAccepted] != tt.accepted || count[http.StatusServiceUnavailable] != flood-tt.accepted {
 				t.Fatalf("answers %v, want %d accepted and the rest 503", count, tt.accepted)
 			}
@@ -605,4 +557,36 @@ func TestPanickingLoggerIsGivenUp(t *testing.T) {
 			t.Fatalf("Detach let a panic out: %v", v)
 		}
 	})
+}
+
+// postFlood sends n POSTs to url at once and counts the answers by status;
+// every 503 must carry Retry-After.
+func postFlood(t *testing.T, client *http.Client, url string, n int) map[int]int {
+	t.Helper()
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Post(url, "text/plain", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+			codes <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	return count
 }
