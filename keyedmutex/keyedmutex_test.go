@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/stormcellar/stormcellar/internal/testutil"
 	"github.com/stormcellar/stormcellar/keyedmutex"
 )
 
@@ -769,14 +770,14 @@ func TestUncomparableKeyPanicsAndLeavesTheMapUsable(t *testing.T) {
 			t.Parallel()
 			var m keyedmutex.Map[any]
 			var got any
-			within(t, "the call with an uncomparable key", func() {
+			testutil.Within(t, "the call with an uncomparable key", func() {
 				defer func() { got = recover() }()
 				tt.call(&m)
 			})
 			if _, ok := got.(runtime.Error); !ok {
 				t.Fatalf("%s with a slice key: recovered %v, want a runtime.Error panic", tt.name, got)
 			}
-			within(t, "TryLock of another key after the panic", func() {
+			testutil.Within(t, "TryLock of another key after the panic", func() {
 				g, err := m.TryLock("sku-2")
 				if err != nil {
 					t.Errorf("TryLock after the panic: %v", err)
@@ -788,22 +789,5 @@ func TestUncomparableKeyPanicsAndLeavesTheMapUsable(t *testing.T) {
 				t.Fatalf("Len = %d", n)
 			}
 		})
-	}
-}
-
-// within runs fn on its own goroutine and fails the test if it has not
-// returned after ten seconds: a Map whose mutex was left locked would block
-// it forever.
-func within(t *testing.T, what string, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s is still blocked after 10s: the Map is unusable", what)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
@@ -113,21 +112,4 @@ func panicValue(fn func()) (v any) {
 	defer func() { v = recover() }()
 	fn()
 	return nil
-}
-
-// within runs fn on its own goroutine and fails the test if it has not
-// returned after ten seconds: a mutex left locked by a panic would block
-// it forever.
-func within(t *testing.T, what string, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s is still blocked after 10s", what)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/stormcellar/stormcellar/internal/testutil"
 	"github.com/stormcellar/stormcellar/tasks"
 )
 
@@ -320,13 +321,13 @@ func TestSingleflightUncomparableKeyPanicsAndLeavesItUsable(t *testing.T) {
 			t.Parallel()
 			var g tasks.Singleflight[any, int]
 			var got any
-			within(t, tt.name+" with a slice key", func() {
+			testutil.Within(t, tt.name+" with a slice key", func() {
 				got = panicValue(func() { tt.call(&g) })
 			})
 			if _, ok := got.(runtime.Error); !ok {
 				t.Fatalf("%s with a slice key: recovered %v, want a runtime.Error panic", tt.name, got)
 			}
-			within(t, "Do of another key after the panic", func() {
+			testutil.Within(t, "Do of another key after the panic", func() {
 				if v, _, err := g.Do(context.Background(), "sku-2", fn); v != 1 || err != nil {
 					t.Errorf("Do after the panic: %d %v", v, err)
 				}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // RequireEnv is the environment variable that turns a missing external
@@ -51,4 +52,21 @@ func AllocBytes(alloc func()) uint64 {
 		least = min(least, (after.TotalAlloc-before.TotalAlloc)/n)
 	}
 	return least
+}
+
+// Within runs fn and fails the test if it has not returned after ten
+// seconds: what is named what is still blocked (a mutex left locked by a
+// panic, say).
+func Within(t testing.TB, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s is still blocked after 10s", what)
+	}
 }
