@@ -102,7 +102,9 @@ type LoadShed struct {
 }
 
 // NewLoadShed returns a load shedder configured by opts, or an error naming
-// the first invalid option.
+// the first invalid option. It measures time from its creation on the
+// monotonic clock: in tests under testing/synctest, make it inside the
+// bubble that serves through it (one made outside never measures there).
 func NewLoadShed(opts LoadShedOptions) (*LoadShed, error) {
 	if opts.MaxLatency < 0 && opts.MaxInFlight < 0 {
 		return nil, fmt.Errorf("%w: LoadShedOptions: MaxLatency and MaxInFlight both disabled", ErrLimitOptions)

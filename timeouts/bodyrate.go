@@ -79,8 +79,13 @@ func serveRate(next http.Handler, w http.ResponseWriter, r *http.Request, cfg ra
 	rr, ok := r.Body.(*rateReader)
 	if !ok {
 		// Another wrapper (MaxBytes's, say) may sit between the body and
-		// an outer BodyRate's reader: the context finds that reader.
+		// an outer BodyRate's reader: the context finds that reader, if
+		// it reads this request's body (not that of a request whose
+		// context this one was made from, served into another writer).
 		rr, _ = r.Context().Value(rateKey{}).(*rateReader)
+		if rr != nil && !rr.serves(w) {
+			rr = nil
+		}
 	}
 	if rr != nil {
 		// An outer BodyRate (or the Server) already reads the body from
@@ -94,16 +99,44 @@ func serveRate(next http.Handler, w http.ResponseWriter, r *http.Request, cfg ra
 	orig := r
 	st, w, r := reqstate.Ensure(w, r)
 	rr = &rateReader{Context: r.Context(), body: r.Body, deadline: http.NewResponseController(w),
-		h1: r.ProtoMajor < 2, waiting: expectsContinue(r)}
+		root: st.Writer(), h1: r.ProtoMajor < 2, waiting: expectsContinue(r)}
 	rr.route, _ = r.Context().Value(deadlineKey{}).(*guard)
 	rr.configure(cfg, time.Now())
 	r = r.WithContext(rr)
 	r.Body = rr
 	defer reqstate.KeepForm(orig, r)
 	next.ServeHTTP(w, r)
-	if rr.err != nil && !st.Writer().Committed() {
+	if rr.err != nil && rr.err != errLateRead && !st.Writer().Committed() {
+		// (After errLateRead a Deadline answered, into a writer this
+		// state may not see.)
 		httperr.Write(w, r, rr.err)
 	}
+}
+
+// serves reports whether w writes the response of the request rr reads
+// the body of: rr's state's writer is under w's wrappers.
+func (rr *rateReader) serves(w http.ResponseWriter) bool {
+	for w != nil {
+		if w == http.ResponseWriter(rr.root) {
+			return true
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return false
+		}
+		w = u.Unwrap()
+	}
+	return false
+}
+
+// AfterFunc implements the context package's hook, so that contexts made
+// from the request's context under a BodyRate start no goroutine each:
+// the parent's own AfterFunc (a Deadline's) when it has one.
+func (rr *rateReader) AfterFunc(f func()) (stop func() bool) {
+	if a, ok := rr.Context.(interface{ AfterFunc(func()) func() bool }); ok {
+		return a.AfterFunc(f)
+	}
+	return context.AfterFunc(rr.Context, f)
 }
 
 // deadliner is the part of http.ResponseController (or a net.Conn) the
@@ -142,6 +175,8 @@ type rateReader struct {
 	// read deadline forward.
 	cut   atomic.Bool
 	route *guard // the innermost Deadline outside the reader, if any
+
+	root *reqstate.Writer // the state's writer of the request it reads for
 }
 
 func (rr *rateReader) clock() time.Time {
@@ -165,9 +200,20 @@ func (rr *rateReader) configure(cfg rateConfig, now time.Time) {
 // pastDeadline is a read deadline that has passed: reads fail at once.
 var pastDeadline = time.Unix(1, 0)
 
-// stopped reports whether a Deadline ended the reads (see guard.cutReads).
+// stopped reports whether a Deadline ended the reads (see guard.cutReads):
+// one outside the reader marked it, or one of those it runs under (the
+// innermost and every one around it: with nested Deadlines, the one whose
+// deadline comes first times the request) timed out.
 func (rr *rateReader) stopped() bool {
-	return rr.cut.Load() || (rr.route != nil && rr.route.timedOut.Load())
+	if rr.cut.Load() {
+		return true
+	}
+	for g := rr.route; g != nil; g, _ = g.parent.Value(deadlineKey{}).(*guard) {
+		if g.timedOut.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // setDeadline sets the connection's read deadline to t, unless a Deadline
@@ -245,9 +291,20 @@ func (rr *rateReader) Read(p []byte) (int, error) {
 func (rr *rateReader) Close() error { return rr.body.Close() }
 
 // expectsContinue reports whether r's client waits for 100 Continue before
-// it sends the body (net/http sends it at the first read of the body).
+// it sends the body (net/http sends it at the first read of the body, on
+// HTTP/1.1 and HTTP/2): an Expect header listing the 100-continue token.
 func expectsContinue(r *http.Request) bool {
-	return r.ProtoMajor == 1 && r.ProtoMinor >= 1 && strings.EqualFold(r.Header.Get("Expect"), "100-continue")
+	if r.ProtoMajor < 1 || (r.ProtoMajor == 1 && r.ProtoMinor < 1) {
+		return false
+	}
+	for _, v := range r.Header["Expect"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.Trim(tok, " \t"), "100-continue") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // rateKey is the context key under which a rateReader finds itself.

@@ -391,7 +391,7 @@ func (g *guard) expireWriter() bool {
 // so that it does not move the read deadline forward again; one inside
 // sees timedOut.
 func (g *guard) cutReads() {
-	if rr, _ := g.parent.Value(rateKey{}).(*rateReader); rr != nil {
+	if rr, _ := g.parent.Value(rateKey{}).(*rateReader); rr != nil && rr.serves(g.w) {
 		rr.cut.Store(true)
 	}
 	_ = g.rc().SetReadDeadline(pastDeadline)

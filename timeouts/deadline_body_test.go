@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -115,20 +116,92 @@ func TestDeadlineCutsBodyReads(t *testing.T) {
 			t.Error("the server kept the connection open")
 		}
 	})
-	t.Run("BodyRate inside the Deadline", func(t *testing.T) {
-		t.Parallel()
-		b := newBodyReader()
-		h := timeouts.Deadline(timeouts.DeadlineOptions{Timeout: timeout})(
-			timeouts.BodyRate(timeouts.BodyRateOptions{MinRate: 1000, Window: 500 * time.Millisecond})(b))
-		srv := httptest.NewServer(httperr.Install(httperr.Options{Logger: quietLogger})(h))
-		defer srv.Close()
-		c, err := net.Dial("tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
+	rate := timeouts.BodyRate(timeouts.BodyRateOptions{MinRate: 1000, Window: 500 * time.Millisecond})
+	for _, tc := range []struct {
+		name string
+		wrap func(logger *slog.Logger, h http.Handler) http.Handler
+		logs int // records of the 503 in logger
+	}{
+		{"BodyRate inside the Deadline", func(logger *slog.Logger, h http.Handler) http.Handler {
+			return httperr.Install(httperr.Options{Logger: logger})(timeouts.Deadline(timeouts.DeadlineOptions{Timeout: timeout})(rate(h)))
+		}, 1},
+		{"BodyRate inside nested Deadlines, the outer one earlier", func(logger *slog.Logger, h http.Handler) http.Handler {
+			return httperr.Install(httperr.Options{Logger: logger})(timeouts.Deadline(timeouts.DeadlineOptions{Timeout: timeout})(
+				timeouts.Deadline(timeouts.DeadlineOptions{Timeout: 30 * time.Second})(rate(h))))
+		}, 1},
+		{"request state made inside the Deadline", func(logger *slog.Logger, h http.Handler) http.Handler {
+			// The 503 is logged by the Deadline, outside this Install's
+			// state (to slog.Default); the state's own layers must not
+			// log a second one for the read the deadline ended.
+			return timeouts.Deadline(timeouts.DeadlineOptions{Timeout: timeout})(httperr.Install(httperr.Options{Logger: logger})(rate(h)))
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs syncBuffer
+			b := newBodyReader()
+			srv := httptest.NewServer(tc.wrap(slog.New(slog.NewTextHandler(&logs, nil)), b))
+			defer srv.Close()
+			c, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			dripUntil503(t, c, b, timeout) // 5 KB/s, above BodyRate's 1000 B/s
+			srv.Close()
+			if n := strings.Count(logs.String(), "status=503"); n != tc.logs {
+				t.Errorf("%d records of a 503 in the stack's log, want %d:\n%s", n, tc.logs, logs.String())
+			}
+			if strings.Contains(logs.String(), "status=408") {
+				t.Errorf("a 408 logged for a read the deadline ended:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// TestBodyRateSubRequestKeepsItsOwn: a request made in process from
+// another's context (a batch endpoint dispatching its parts), served into
+// another writer, neither adopts nor cuts the outer request's body-rate
+// reader: its Deadline passing leaves the outer request's body readable.
+func TestBodyRateSubRequestKeepsItsOwn(t *testing.T) {
+	t.Parallel()
+	inner := timeouts.Deadline(timeouts.DeadlineOptions{Timeout: 50 * time.Millisecond})(
+		timeouts.BodyRate(timeouts.BodyRateOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+		})))
+	// A quota of 10 bytes a window: every read of the outer body moves the
+	// read deadline, and would find the reader cut.
+	outer := timeouts.BodyRate(timeouts.BodyRateOptions{MinRate: 1, Window: 10 * time.Second})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		head := make([]byte, 4)
+		if _, err := io.ReadFull(r.Body, head); err != nil {
+			http.Error(w, "first read: "+err.Error(), http.StatusTeapot)
+			return
 		}
-		defer c.Close()
-		dripUntil503(t, c, b, timeout) // 5 KB/s, above BodyRate's 1000 B/s
-	})
+		sub := httptest.NewRequestWithContext(r.Context(), http.MethodPost, "/part", strings.NewReader("part"))
+		rec := httptest.NewRecorder()
+		inner.ServeHTTP(rec, sub)
+		if rec.Code != http.StatusServiceUnavailable {
+			http.Error(w, fmt.Sprintf("setup: the part got %d", rec.Code), http.StatusTeapot)
+			return
+		}
+		rest, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "rest: "+err.Error(), http.StatusTeapot)
+			return
+		}
+		_, _ = fmt.Fprintf(w, "%s %d", head, len(rest))
+	}))
+	srv := httptest.NewServer(httperr.Install(httperr.Options{Logger: quietLogger})(outer))
+	defer srv.Close()
+	resp, err := srv.Client().Post(srv.URL, "text/plain", strings.NewReader("head"+strings.Repeat("x", 256<<10)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != fmt.Sprintf("head %d", 256<<10) {
+		t.Fatalf("outer request: %d %q", resp.StatusCode, body)
+	}
 }
 
 // dripUntil503 drips a body at 5 KB/s on c, checks that the client gets

@@ -29,7 +29,7 @@
 //	request line + headers         ReadHeaderTimeout (10 s), MaxHeaderBytes   closed (net/http sends 400 first
 //	                                                                          if part of a line came); 431 over 64 KiB
 //	request body                   ServerOptions.MinBodyRate / BodyRate       408 + Connection: close (HTTP/1)
-//	                               (from the first read if Expect: 100-continue)
+//	                               (from the first read if Expect: 100-continue, HTTP/1.1 and HTTP/2)
 //	handler                        Deadline.Timeout (30 s)                    503 if nothing written, else abort;
 //	                                                                          body reads fail from then on
 //	upstream call                  NewClient timeouts, WaitFor                504 through httperr

@@ -462,3 +462,32 @@ func TestCancelCtxKeyFound(t *testing.T) {
 		t.Fatal("context.Cause did not ask the probe for a key")
 	}
 }
+
+// TestExpectsContinue: the first window of a body waits for the first read
+// when the client waits for 100 Continue, as net/http decides it: the
+// 100-continue token in Expect, on HTTP/1.1 or HTTP/2.
+func TestExpectsContinue(t *testing.T) {
+	for _, tc := range []struct {
+		major, minor int
+		expect       []string
+		want         bool
+	}{
+		{1, 1, []string{"100-continue"}, true},
+		{1, 1, []string{"100-Continue"}, true},
+		{1, 1, []string{"100-continue, x-other"}, true},
+		{1, 1, []string{" 100-continue "}, true},
+		{2, 0, []string{"100-continue"}, true},
+		{1, 0, []string{"100-continue"}, false}, // HTTP/1.0 has no 100 Continue
+		{1, 1, nil, false},
+		{1, 1, []string{"200-ok"}, false},
+		{1, 1, []string{"100-continuex"}, false},
+	} {
+		r := &http.Request{ProtoMajor: tc.major, ProtoMinor: tc.minor, Header: http.Header{}}
+		if tc.expect != nil {
+			r.Header["Expect"] = tc.expect
+		}
+		if got := expectsContinue(r); got != tc.want {
+			t.Errorf("HTTP/%d.%d Expect %q: %v, want %v", tc.major, tc.minor, tc.expect, got, tc.want)
+		}
+	}
+}
