@@ -586,7 +586,9 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	} else {
 		l.n += int64(n)
 	}
-	if l.delim != nil && !l.rejected.Load() {
+	if l.delim != nil {
+		// Counted even in the read that crossed the limit: the bytes it
+		// hands on could hold parts past MaxParts for a streaming reader.
 		k, over := l.countParts(p[:n])
 		if over || (err == io.EOF && l.partsEnded()) {
 			n = k // nothing from the deciding byte on reaches the handler

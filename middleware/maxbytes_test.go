@@ -797,3 +797,71 @@ func TestMaxBytesMultipartHTTP2LeadingSpace(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxBytesPartsCountedInTheReadOverTheLimit: the read that crosses
+// the body limit is still counted for parts, so a streaming handler never
+// gets more than MaxParts parts from the bytes buffered before the limit
+// error, whether the raw body (chunked) or the decompressed one crosses it.
+func TestMaxBytesPartsCountedInTheReadOverTheLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 20000
+	var b strings.Builder
+	b.WriteString("--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n")
+	b.WriteString("--B\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\n")
+	for b.Len() < limit-1500 {
+		b.WriteByte('y')
+	}
+	for i := range 100 { // tiny parts, all just before the limit
+		fmt.Fprintf(&b, "\r\n--B\r\n\r\nz%d", i)
+	}
+	for b.Len() < limit+5000 {
+		b.WriteByte('q')
+	}
+	body := b.String()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(body))
+	_ = zw.Close()
+	for _, tc := range []struct {
+		name string
+		req  func() *http.Request
+		opts MaxBytesOptions
+	}{
+		{"chunked", func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+			r.ContentLength = -1
+			return r
+		}, MaxBytesOptions{Limit: limit, MaxParts: 2}},
+		{"gzip", func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(gz.Bytes()))
+			r.Header.Set("Content-Encoding", "gzip")
+			return r
+		}, MaxBytesOptions{Limit: limit, MaxParts: 2, Decompress: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			parts := 0
+			h := MaxBytes(tc.opts)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mr, err := r.MultipartReader()
+				if err != nil {
+					return
+				}
+				for {
+					p, err := mr.NextPart()
+					if err != nil {
+						return
+					}
+					parts++
+					_, _ = io.Copy(io.Discard, p)
+				}
+			}))
+			r := tc.req()
+			r.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Code != http.StatusRequestEntityTooLarge || parts > 2 {
+				t.Errorf("%d, the streaming handler got %d parts; want 413 and at most MaxParts (2)", rec.Code, parts)
+			}
+		})
+	}
+}
