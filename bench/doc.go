@@ -10,10 +10,16 @@
 // router without its middleware; the full stack of examples/minimal or
 // bench/servers/full; and bench/servers/chionly) and load-tests them side
 // by side with wrk on
-// loopback, printing requests/s, p50 and p99 latency and the ratios to
-// bare:
+// loopback, printing requests/s, p50 and p99 latency, the CPU time the
+// server process spent per request, and the ratios to bare:
 //
 //	bench/run
+//
+// The machine drifts (other work shares its two CPUs), so bench/run
+// measures every server in each of several short rounds, in an order that
+// changes from round to round, and compares each server with bare measured
+// in the same round: the ratios it prints are medians of those per-round
+// ratios.
 //
 // The second, the benchmarks in this directory, run the same stacks
 // in-process, into a reused in-memory writer, so that they show the
