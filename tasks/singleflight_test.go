@@ -68,14 +68,7 @@ func TestSingleflightCallerContexts(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
 			var g tasks.Singleflight[string, string]
-			fn := func(ctx context.Context) (string, error) {
-				select {
-				case <-time.After(10 * time.Second):
-					return "fresh", nil
-				case <-ctx.Done():
-					return "", ctx.Err()
-				}
-			}
+			fn := slowFresh
 			impatient, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			errc := make(chan error, 1)
@@ -358,14 +351,7 @@ func TestSingleflightSharedCountsOnlyCallersGivenTheResult(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				var g tasks.Singleflight[string, string]
-				fn := func(ctx context.Context) (string, error) {
-					select {
-					case <-time.After(10 * time.Second):
-						return "fresh", nil
-					case <-ctx.Done():
-						return "", ctx.Err()
-					}
-				}
+				fn := slowFresh
 				type res struct {
 					v      string
 					shared bool
@@ -404,5 +390,16 @@ func TestSingleflightSharedCountsOnlyCallersGivenTheResult(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// slowFresh is a shared call that answers "fresh" after 10 s (of a
+// synctest bubble's clock) unless its context ends first.
+func slowFresh(ctx context.Context) (string, error) {
+	select {
+	case <-time.After(10 * time.Second):
+		return "fresh", nil
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
 }
